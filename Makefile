@@ -1,0 +1,34 @@
+# `make run` and `make test` work on a fresh machine: they create .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_VERSION := 26.3
+# The Dagster instance (dagster.yaml) lives at the repo root, its state under .dagster/.
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: setup run test dev sample clean
+
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: setup
+	$(BIN)/keha-maksatus run
+
+test: setup
+	$(BIN)/pytest
+
+dev: setup
+	$(BIN)/dagster dev
+
+# Regenerate the committed sample landing folder (deterministic).
+sample: setup
+	rm -rf data/sample
+	$(BIN)/keha-maksatus sample --out data/sample
+
+clean:
+	rm -rf warehouse .dagster build

@@ -1,0 +1,282 @@
+"""The KPI tables, computed in DuckDB from core.decisions and core.feedback.
+
+All figures are built from monthly sums (n, sum, sum of squares), so each reporting
+period is an exact roll-up of its months whatever the data size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION, Settings
+
+MIN_CELL_RESPONSES = 5  # satisfaction cells with fewer responses are suppressed
+OFFICIAL_SURVEYS = ("kohtaaminen", "jalkikysely")
+CAMPAIGN_SURVEY = "kampanja"
+AGE_BANDS = ((None, 14, "0-14 pv"), (15, 30, "15-30 pv"), (31, 60, "31-60 pv"), (61, 90, "61-90 pv"), (91, None, "yli 90 pv"))
+
+# 97.5 % quantile of Student's t with df degrees of freedom (Cornish-Fisher expansion
+# around z = 1.959964; within 0.01 of the exact value from df = 4 up).
+T95_MACRO = """
+CREATE OR REPLACE TEMP MACRO t95(df) AS (
+    1.959964 + (1.959964^3 + 1.959964) / (4 * df)
+    + (5 * 1.959964^5 + 16 * 1.959964^3 + 3 * 1.959964) / (96 * df^2)
+    + (3 * 1.959964^7 + 19 * 1.959964^5 + 17 * 1.959964^3 - 15 * 1.959964) / (384 * df^3)
+);
+CREATE OR REPLACE TEMP MACRO ci_half(n, s, ss) AS (
+    CASE WHEN n > 1 THEN t95(n - 1) * sqrt(greatest(0, (ss - s * s / n) / (n - 1)) / n) END
+);
+"""
+
+TABLE_COMMENTS = {
+    "kpi.quality_section": "The performance agreement's quality-section figures: one row per indicator and reporting period (1-6/Y and 1-12/Y, cumulative).",
+    "kpi.quality_section_details": "Supplementary figures for kpi.quality_section: 95 % confidence interval of satisfaction, net processing time, campaign surveys (not in the official figure).",
+    "kpi.processing_time_monthly": "Processing time of payment decisions by decision month, instrument and office.",
+    "kpi.satisfaction_monthly": "Satisfaction with payment services by answer month, survey type and instrument. Cells with fewer than 5 scored responses are suppressed.",
+    "kpi.monthly_trend": "Both headline KPIs month by month (official definitions); satisfaction months under 5 responses suppressed.",
+    "kpi.backlog": "Pending payment applications at the data's as-of date by age band, instrument and office.",
+}
+COLUMN_COMMENTS = {
+    "kpi.quality_section": {
+        "indicator": "maksatus_asiakastyytyvaisyys or maksatus_kasittelyaika_pv",
+        "label_fi": "The indicator's name as in the agreement",
+        "period_label": "Reporting period: 1-6/Y or 1-12/Y",
+        "period_start": "First day of the period",
+        "period_end": "Last day of the period",
+        "complete": "False while the period is still running in the data (its end is after the newest extract)",
+        "target_op": "> or <; null when no target for that year",
+        "target": "The year's target; null when none",
+        "value": "Unrounded value: mean score (1-5) or mean processing time in days",
+        "n": "Decisions or scored responses behind the value",
+        "met": "value compared with the target strictly as written; null when no target",
+    },
+    "kpi.quality_section_details": {
+        "ci_low": "Satisfaction: lower end of the 95 % confidence interval (t distribution)",
+        "ci_high": "Satisfaction: upper end of the 95 % confidence interval",
+        "net_value": "Processing time: mean of max(0, days - taydennys_pv)",
+        "campaign_n": "Satisfaction: scored responses in campaign surveys (not in the official figure)",
+        "campaign_value": "Satisfaction: mean score in campaign surveys",
+    },
+    "kpi.processing_time_monthly": {
+        "month": "Month of the decision (first day)",
+        "tukimuoto": "Instrument",
+        "yksikko": "Office",
+        "n": "Decisions",
+        "mean_days": "Mean processing time, days",
+        "median_days": "Median processing time, days",
+        "p90_days": "90th percentile of processing time, days",
+        "share_within_30_days": "Share of decisions made within 30 days of receipt",
+        "net_mean_days": "Mean of max(0, days - taydennys_pv)",
+    },
+    "kpi.satisfaction_monthly": {
+        "month": "Month of the answer (first day)",
+        "kysely": "Survey type",
+        "tukimuoto": "Instrument (null when the response is not linked to one)",
+        "responses": "Responses, scored or not (EOS and empty included)",
+        "n": "Scored responses (1-5)",
+        "mean_score": "Mean score; null when suppressed",
+        "ci_low": "Lower end of the 95 % confidence interval; null when suppressed",
+        "ci_high": "Upper end of the 95 % confidence interval; null when suppressed",
+        "share_4_5": "Share of scores 4 or 5; null when suppressed",
+        "suppressed": "True when n < 5: the cell's figures are withheld",
+    },
+    "kpi.monthly_trend": {
+        "month": "Month (first day)",
+        "indicator": "Indicator id",
+        "n": "Decisions or scored responses",
+        "value": "Mean for the month; null when suppressed",
+        "suppressed": "True for a satisfaction month with fewer than 5 responses",
+    },
+    "kpi.backlog": {
+        "as_of": "The data's as-of date (newest extract date)",
+        "age_band": "Age of the pending application at as_of",
+        "band_order": "Sort order of the age band",
+        "over_30_days": "True for bands already past 30 days",
+        "tukimuoto": "Instrument",
+        "yksikko": "Office",
+        "n": "Pending applications",
+        "haettu_eur": "Amount applied for, EUR",
+    },
+}
+
+
+def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The newest extract date among the files whose rows are used."""
+    return con.execute("SELECT max(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
+
+
+def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.DataFrame:
+    """1-6/Y and 1-12/Y for every year with decisions or responses, up to as_of."""
+    years = sorted(
+        y
+        for (y,) in con.execute(
+            """
+            SELECT DISTINCT year(paatetty) FROM core.decisions WHERE paatetty IS NOT NULL
+            UNION SELECT DISTINCT year(vastattu) FROM core.feedback
+            """
+        ).fetchall()
+        if y <= as_of.year
+    )
+    rows = []
+    for year in years:
+        for end_month, end_day in ((6, 30), (12, 31)):
+            start, end = dt.date(year, 1, 1), dt.date(year, end_month, end_day)
+            if start <= as_of:
+                rows.append((f"1-{end_month}/{year}", year, start, end, end <= as_of))
+    return pl.DataFrame(
+        rows,
+        schema={"period_label": pl.String, "year": pl.Int32, "period_start": pl.Date, "period_end": pl.Date, "complete": pl.Boolean},
+        orient="row",
+    )
+
+
+def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
+    """(Re)build every kpi.* table; returns their row counts."""
+    con.execute(T95_MACRO)
+    as_of = as_of_date(con) or dt.date.today()
+    periods = reporting_periods(con, as_of)
+    targets = pl.DataFrame(
+        [(t.year, t.indicator, t.op, t.value) for t in settings.targets],
+        schema={"year": pl.Int32, "indicator": pl.String, "target_op": pl.String, "target": pl.Float64},
+        orient="row",
+    )
+    labels = pl.DataFrame({"indicator": list(INDICATORS), "label_fi": list(INDICATORS.values())})
+    con.register("periods_frame", periods)
+    con.register("targets_frame", targets)
+    con.register("labels_frame", labels)
+    try:
+        _build_monthly_sums(con)
+        _build_quality_section(con)
+    finally:
+        for name in ("periods_frame", "targets_frame", "labels_frame"):
+            con.unregister(name)
+    _build_breakdowns(con, as_of)
+    return {
+        table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        for table in TABLE_COMMENTS
+    }
+
+
+def _build_monthly_sums(con: duckdb.DuckDBPyConnection) -> None:
+    official = ", ".join(f"'{s}'" for s in OFFICIAL_SURVEYS)  # constants, not input
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE decision_months AS
+        SELECT date_trunc('month', paatetty)::DATE AS month, count(*) AS n,
+               sum(kasittelyaika_pv)::DOUBLE AS s, sum(netto_kasittelyaika_pv)::DOUBLE AS s_net
+        FROM core.decisions WHERE paatetty IS NOT NULL GROUP BY 1;
+
+        CREATE OR REPLACE TEMP TABLE score_months AS
+        SELECT date_trunc('month', vastattu)::DATE AS month,
+               kysely IN ({official}) AS official, kysely = '{CAMPAIGN_SURVEY}' AS campaign,
+               count(arvosana) AS n, sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss
+        FROM core.feedback WHERE palvelu = 'maksatus' AND arvosana IS NOT NULL GROUP BY 1, 2, 3;
+        """
+    )
+
+
+def _build_quality_section(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE period_figures AS
+        SELECT '{PROCESSING_TIME}' AS indicator, p.period_label, p.year, p.period_start, p.period_end, p.complete,
+               coalesce(sum(m.n), 0)::BIGINT AS n, sum(m.s) / sum(m.n) AS value,
+               NULL::DOUBLE AS ci_low, NULL::DOUBLE AS ci_high, sum(m.s_net) / sum(m.n) AS net_value,
+               NULL::BIGINT AS campaign_n, NULL::DOUBLE AS campaign_value
+        FROM periods_frame p LEFT JOIN decision_months m ON m.month BETWEEN p.period_start AND p.period_end
+        GROUP BY ALL
+        UNION ALL
+        SELECT '{SATISFACTION}', p.period_label, p.year, p.period_start, p.period_end, p.complete,
+               coalesce(sum(m.n) FILTER (m.official), 0)::BIGINT,
+               sum(m.s) FILTER (m.official) / sum(m.n) FILTER (m.official),
+               sum(m.s) FILTER (m.official) / sum(m.n) FILTER (m.official)
+                 - ci_half(sum(m.n) FILTER (m.official), sum(m.s) FILTER (m.official), sum(m.ss) FILTER (m.official)),
+               sum(m.s) FILTER (m.official) / sum(m.n) FILTER (m.official)
+                 + ci_half(sum(m.n) FILTER (m.official), sum(m.s) FILTER (m.official), sum(m.ss) FILTER (m.official)),
+               NULL,
+               coalesce(sum(m.n) FILTER (m.campaign), 0)::BIGINT,
+               sum(m.s) FILTER (m.campaign) / sum(m.n) FILTER (m.campaign)
+        FROM periods_frame p LEFT JOIN score_months m ON m.month BETWEEN p.period_start AND p.period_end
+        GROUP BY ALL;
+
+        CREATE OR REPLACE TABLE kpi.quality_section AS
+        SELECT f.indicator, l.label_fi, f.period_label, f.period_start, f.period_end, f.complete,
+               t.target_op, t.target, f.value, f.n,
+               CASE WHEN t.target IS NULL OR f.value IS NULL THEN NULL
+                    WHEN t.target_op = '>' THEN f.value > t.target
+                    ELSE f.value < t.target END AS met
+        FROM period_figures f
+        JOIN labels_frame l USING (indicator)
+        LEFT JOIN targets_frame t ON t.year = f.year AND t.indicator = f.indicator
+        ORDER BY f.period_start, f.period_end, f.indicator;
+
+        CREATE OR REPLACE TABLE kpi.quality_section_details AS
+        SELECT indicator, period_label, ci_low, ci_high, net_value, campaign_n, campaign_value
+        FROM period_figures ORDER BY period_start, period_end, indicator;
+        """
+    )
+
+
+def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
+    band_case = " ".join(
+        f"WHEN age <= {high} THEN {i}" if high is not None else f"ELSE {i}" for i, (_, high, _) in enumerate(AGE_BANDS)
+    )
+    band_labels = "[" + ", ".join(f"'{label}'" for _, _, label in AGE_BANDS) + "]"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE kpi.processing_time_monthly AS
+        SELECT date_trunc('month', paatetty)::DATE AS month, tukimuoto, yksikko,
+               count(*) AS n,
+               avg(kasittelyaika_pv) AS mean_days,
+               median(kasittelyaika_pv)::DOUBLE AS median_days,
+               quantile_cont(kasittelyaika_pv, 0.9) AS p90_days,
+               avg((kasittelyaika_pv <= 30)::INTEGER) AS share_within_30_days,
+               avg(netto_kasittelyaika_pv) AS net_mean_days
+        FROM core.decisions WHERE paatetty IS NOT NULL
+        GROUP BY ALL ORDER BY ALL;
+
+        CREATE OR REPLACE TABLE kpi.satisfaction_monthly AS
+        WITH cells AS (
+            SELECT date_trunc('month', vastattu)::DATE AS month, kysely, tukimuoto,
+                   count(*) AS responses, count(arvosana) AS n,
+                   sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
+                   avg((arvosana >= 4)::INTEGER) AS share_4_5
+            FROM core.feedback WHERE palvelu = 'maksatus'
+            GROUP BY ALL
+        )
+        SELECT month, kysely, tukimuoto, responses, n,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n END AS mean_score,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n - ci_half(n, s, ss) END AS ci_low,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n + ci_half(n, s, ss) END AS ci_high,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN share_4_5 END AS share_4_5,
+               n < {MIN_CELL_RESPONSES} AS suppressed
+        FROM cells ORDER BY ALL;
+
+        CREATE OR REPLACE TABLE kpi.monthly_trend AS
+        SELECT month, '{PROCESSING_TIME}' AS indicator, n, s / n AS value, false AS suppressed FROM decision_months
+        UNION ALL
+        SELECT month, '{SATISFACTION}', sum(n)::BIGINT,
+               CASE WHEN sum(n) >= {MIN_CELL_RESPONSES} THEN sum(s) / sum(n) END, sum(n) < {MIN_CELL_RESPONSES}
+        FROM score_months WHERE official GROUP BY month
+        ORDER BY month, indicator;
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE kpi.backlog AS
+        WITH pending AS (
+            SELECT tukimuoto, yksikko, haettu_eur, (?::DATE - saapunut) AS age
+            FROM core.decisions WHERE paatetty IS NULL
+        ), banded AS (
+            SELECT *, CASE {band_case} END AS band_order FROM pending
+        )
+        SELECT ?::DATE AS as_of, {band_labels}[band_order + 1] AS age_band, band_order,
+               band_order >= 2 AS over_30_days, tukimuoto, yksikko,
+               count(*) AS n, sum(haettu_eur) AS haettu_eur
+        FROM banded GROUP BY ALL ORDER BY band_order, tukimuoto, yksikko;
+        """,
+        [as_of, as_of],
+    )

@@ -1,0 +1,91 @@
+"""Text-to-type parsing of Finnish export values, as polars expressions.
+
+Every parser returns null for text it cannot read; the caller compares with the raw
+text to tell "empty" from "unparseable" and reports the latter as a rejection.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# Spaces used as thousands separators by Finnish systems: space, no-break, narrow no-break.
+_THOUSANDS_SPACES = r"[ \u00a0\u202f]"
+_DECIMAL_COMMA = r"^-?\d+(,\d+)?$"
+_DECIMAL_POINT = r"^-?\d+(\.\d+)?$"
+_FINNISH_DATE = r"^\d{1,2}\.\d{1,2}\.\d{4}$"
+_ISO_DATE = r"^\d{4}-\d{1,2}-\d{1,2}$"
+_FINNISH_DATETIME = r"^\d{1,2}\.\d{1,2}\.\d{4} \d{1,2}:\d{2}(:\d{2})?$"
+_ISO_DATETIME = r"^\d{4}-\d{1,2}-\d{1,2} \d{1,2}:\d{2}(:\d{2})?$"
+NO_SCORE_TOKEN = "EOS"
+
+
+def clean_text(column: str) -> pl.Expr:
+    """Trimmed text, with empty strings as null."""
+    text = pl.col(column).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def parse_decimal(column: str) -> pl.Expr:
+    """`1 234,50`, `1234,5` and `1234.50` as Float64; anything else null."""
+    text = clean_text(column).str.replace_all(_THOUSANDS_SPACES, "")
+    normalised = (
+        pl.when(text.str.contains(_DECIMAL_COMMA))
+        .then(text.str.replace(",", ".", literal=True))
+        .when(text.str.contains(_DECIMAL_POINT))
+        .then(text)
+        .otherwise(None)
+    )
+    return normalised.cast(pl.Float64, strict=False)
+
+
+def parse_integer(column: str) -> pl.Expr:
+    """Plain whole numbers (an optional `.0` from spreadsheets allowed); else null."""
+    text = clean_text(column).str.replace(r"\.0+$", "")
+    return pl.when(text.str.contains(r"^-?\d+$")).then(text).otherwise(None).cast(pl.Int64, strict=False)
+
+
+def parse_date(column: str) -> pl.Expr:
+    """`d.m.yyyy` (leading zeros optional) or ISO `yyyy-mm-dd` as Date; a time part of
+    midnight (as spreadsheets write dates) is allowed. Impossible dates are null."""
+    text = clean_text(column).str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
+    return pl.coalesce(
+        pl.when(text.str.contains(_FINNISH_DATE)).then(text.str.to_date("%d.%m.%Y", strict=False)),
+        pl.when(text.str.contains(_ISO_DATE)).then(text.str.to_date("%Y-%m-%d", strict=False)),
+    )
+
+
+def parse_datetime(column: str) -> pl.Expr:
+    """A date, or a date-time `d.m.yyyy hh:mm[:ss]` / ISO, as Datetime (seconds)."""
+    text = clean_text(column).str.replace("T", " ", literal=True).str.replace(r"\.\d+$", "")
+    return pl.coalesce(
+        pl.when(text.str.contains(_FINNISH_DATETIME)).then(
+            pl.coalesce(
+                text.str.to_datetime("%d.%m.%Y %H:%M:%S", strict=False, time_unit="us"),
+                text.str.to_datetime("%d.%m.%Y %H:%M", strict=False, time_unit="us"),
+            )
+        ),
+        pl.when(text.str.contains(_ISO_DATETIME)).then(
+            pl.coalesce(
+                text.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us"),
+                text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us"),
+            )
+        ),
+        parse_date(column).cast(pl.Datetime("us")),
+    )
+
+
+def score_text(column: str) -> pl.Expr:
+    """The score's text with the no-score token (`EOS`) as null."""
+    text = clean_text(column)
+    return pl.when(text.str.to_uppercase() == NO_SCORE_TOKEN).then(None).otherwise(text)
+
+
+def parse_score(column: str) -> pl.Expr:
+    """A survey score as a whole number; null for `EOS` or empty (no score)."""
+    text = score_text(column)
+    return pl.when(text.str.contains(r"^-?\d+$")).then(text).otherwise(None).cast(pl.Int64, strict=False)
+
+
+def is_unparsed(text: pl.Expr, parsed: pl.Expr) -> pl.Expr:
+    """True where the raw text has content but the parser could not read it."""
+    return text.is_not_null() & parsed.is_null()

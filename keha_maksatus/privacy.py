@@ -1,0 +1,77 @@
+"""Pseudonymisation of customer ids and masking of personal data in free text."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+import polars as pl
+
+KEY_ENV = "KEHA_PSEUDONYM_KEY"
+# Used only when the landing folder is the bundled sample data (see resolve_key).
+DEMO_KEY = b"keha-maksatus-demo-key-for-bundled-sample-data-only"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+# Personal identity codes, business IDs, e-mail addresses and phone numbers.
+MASKS = (
+    (r"(?i)\b\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]\b", "[hetu]"),
+    (r"\b\d{7}-\d\b", "[y-tunnus]"),
+    (r"(?i)\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b", "[email]"),
+    (r"(\+\d{1,3}[ -]?|\b0)\d{1,3}([ -]?\d){5,9}\b", "[puhelin]"),
+)
+
+
+class MissingKeyError(RuntimeError):
+    pass
+
+
+def resolve_key(landing_dir: Path) -> tuple[bytes, bool]:
+    """The HMAC key from the environment; the demo key only for the bundled sample.
+
+    Returns (key, is_demo). Raises MissingKeyError for any other landing folder
+    without a key, before anything is written.
+    """
+    key = os.environ.get(KEY_ENV, "")
+    if key:
+        return key.encode("utf-8"), False
+    if Path(landing_dir).resolve() == SAMPLE_DIR:
+        return DEMO_KEY, True  # the caller warns
+    raise MissingKeyError(
+        f"{KEY_ENV} is not set. Customer ids are pseudonymised with a secret key from the "
+        f"environment; set {KEY_ENV} before ingesting {landing_dir} (the demo key serves only "
+        f"the bundled sample in {SAMPLE_DIR})."
+    )
+
+
+def pseudonym(key: bytes, customer_id: str) -> str:
+    """HMAC-SHA256 of the normalised id, hex."""
+    normalised = customer_id.strip().upper().encode("utf-8")
+    return hmac.new(key, normalised, hashlib.sha256).hexdigest()
+
+
+def pseudonymise_column(frame: pl.DataFrame, column: str, key: bytes) -> pl.DataFrame:
+    """Replace `column` by its pseudonyms; each distinct id is hashed once."""
+    distinct = frame.select(pl.col(column).unique().drop_nulls())[column].to_list()
+    mapping = pl.DataFrame(
+        {column: distinct, "_pseudonym": [pseudonym(key, value) for value in distinct]},
+        schema={column: pl.String, "_pseudonym": pl.String},
+    )
+    return (
+        frame.join(mapping, on=column, how="left", maintain_order="left")
+        .with_columns(pl.col("_pseudonym").alias(column))
+        .drop("_pseudonym")
+    )
+
+
+def mask_free_text(text: pl.Expr) -> pl.Expr:
+    """Free text with identity codes, business IDs, e-mails and phone numbers masked."""
+    for pattern, replacement in MASKS:
+        text = text.str.replace_all(pattern, replacement)
+    return text
+
+
+def mask_string(value: str) -> str:
+    """The same masking for one Python string."""
+    return pl.select(mask_free_text(pl.lit(value, dtype=pl.String))).item()

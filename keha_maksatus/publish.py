@@ -1,0 +1,130 @@
+"""Publishing the analysts' DuckDB file by atomic replace, and the data-volume guard.
+
+The new file is built beside the published one and moved onto it with os.replace:
+an analyst's open read-only connection keeps its snapshot, a new connection sees the
+new data, and a crash mid-way leaves the previous file untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from keha_maksatus import kpi, warehouse
+
+PUBLISHED_TABLES = (
+    "kpi.quality_section",
+    "kpi.quality_section_details",
+    "kpi.processing_time_monthly",
+    "kpi.satisfaction_monthly",
+    "kpi.monthly_trend",
+    "kpi.backlog",
+    "core.decisions",
+    "core.feedback",
+    "quality.quarantine",
+    "quality.ingest_log",
+)
+VOLUME_TABLES = {"decisions": "core.decisions", "feedback": "core.feedback"}
+
+
+@dataclass
+class VolumeCheck:
+    passed: bool
+    new_counts: dict[str, int]
+    published_counts: dict[str, int] | None
+    message: str
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {kind: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for kind, table in VOLUME_TABLES.items()}
+
+
+def published_counts(published_path: Path) -> dict[str, int] | None:
+    """Row counts of the currently published file, or None when nothing is published."""
+    if not Path(published_path).exists():
+        return None
+    con = duckdb.connect(str(published_path), read_only=True)
+    try:
+        return table_counts(con)
+    finally:
+        con.close()
+
+
+def check_data_volume(con: duckdb.DuckDBPyConnection, published_path: Path, min_share: float) -> VolumeCheck:
+    """Does the new build rest on at least `min_share` of the published decisions and responses?"""
+    new = table_counts(con)
+    old = published_counts(published_path)
+    if old is None:
+        return VolumeCheck(True, new, None, "nothing published yet")
+    short = [
+        f"{kind}: {new[kind]} rows against {old[kind]} published ({new[kind] / old[kind]:.1%} < {min_share:.0%})"
+        for kind in VOLUME_TABLES
+        if old[kind] and new[kind] < min_share * old[kind]
+    ]
+    if short:
+        return VolumeCheck(False, new, old, "the new figures rest on markedly less data: " + "; ".join(short))
+    return VolumeCheck(True, new, old, "; ".join(f"{k}: {new[k]} rows (published {old[k]})" for k in VOLUME_TABLES))
+
+
+def staging_path(published_path: Path) -> Path:
+    published_path = Path(published_path)
+    return published_path.with_name(f".{published_path.name}.{os.getpid()}.publishing")
+
+
+def remove_stale_builds(published_path: Path) -> list[Path]:
+    """Half-written builds left by a crashed run."""
+    published_path = Path(published_path)
+    stale = list(published_path.parent.glob(f".{published_path.name}.*.publishing*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def publish(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None = None) -> Path:
+    """Copy the published tables into a new file and move it onto `published_path`."""
+    published_path = Path(published_path)
+    published_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(published_path)
+    build = staging_path(published_path)
+    con.execute("ATTACH ? AS publishing", [str(build)])
+    try:
+        for schema in sorted({t.split(".")[0] for t in PUBLISHED_TABLES} | {"meta"}):
+            con.execute(f"CREATE SCHEMA publishing.{schema}")
+        for table in PUBLISHED_TABLES:
+            con.execute(f"CREATE TABLE publishing.{table} AS SELECT * FROM {table}")
+        con.execute(
+            """
+            CREATE TABLE publishing.meta.publication AS
+            SELECT ?::TIMESTAMP AS published_at, ?::DATE AS as_of, ?::VARCHAR AS run_id,
+                   (SELECT count(*) FROM core.decisions) AS decisions,
+                   (SELECT count(*) FROM core.feedback) AS responses
+            """,
+            [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kpi.as_of_date(con), run_id],
+        )
+    finally:
+        con.execute("DETACH publishing")
+    _describe(build)
+    with build.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(build, published_path)
+    directory = os.open(published_path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return published_path
+
+
+def _describe(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        tables = {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS,
+                  "meta.publication": "When this file was published, the data's as-of date and the row counts behind it."}
+        warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS})
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()

@@ -1,0 +1,181 @@
+"""The two export kinds: their columns, how each is parsed, and the pandera models
+that check the typed rows. The one home for the data contract's row rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import pandera.polars as pa
+import polars as pl
+
+from keha_maksatus import parsing
+from keha_maksatus.identifiers import is_valid_customer_id
+
+INSTRUMENTS = ("palkkatuki", "starttiraha", "kulukorvaus", "rekrytointituki", "esr", "eakr", "muu")
+OUTCOMES = ("myönteinen", "kielteinen", "osittain myönteinen", "raukeaa")
+SURVEYS = ("kohtaaminen", "jalkikysely", "kampanja")
+LANGUAGES = ("fi", "sv", "en")
+PAYMENT_SERVICE = "maksatus"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    required: bool
+    parse: Callable[[str], pl.Expr]
+    parse_rule: Optional[str] = None  # the rejection rule when the text cannot be parsed
+    meaningful_text: Callable[[str], pl.Expr] = parsing.clean_text
+    default: object = None  # the value of an empty cell
+
+
+def _lower(column: str) -> pl.Expr:
+    return parsing.clean_text(column).str.to_lowercase()
+
+
+def _upper(column: str) -> pl.Expr:
+    return parsing.clean_text(column).str.to_uppercase()
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    name: str  # 'decisions' or 'feedback'
+    prefix: str  # file-name prefix in the landing folder
+    id_column: str
+    columns: tuple[ColumnSpec, ...]
+    model: type
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+
+class DecisionModel(pa.DataFrameModel):
+    """A payment application in one extract, after parsing."""
+
+    hakemus_id: str = pa.Field(nullable=False, unique=True)
+    tukimuoto: str = pa.Field(nullable=False)
+    yksikko: str = pa.Field(nullable=False)
+    saapunut: dt.date = pa.Field(nullable=False)
+    paatetty: dt.date = pa.Field(nullable=True)
+    paatos: str = pa.Field(nullable=True, isin=list(OUTCOMES))
+    haettu_eur: float = pa.Field(nullable=True, ge=0)
+    maksettu_eur: float = pa.Field(nullable=True, ge=0)
+    asiakastunnus: str = pa.Field(nullable=False)
+    taydennys_pv: int = pa.Field(nullable=False, ge=0)
+    extract_date: dt.date = pa.Field(nullable=False)
+
+    @pa.check("asiakastunnus", name="checksum_hetu_or_ytunnus")
+    def customer_id_checksum(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(is_valid_customer_id(pl.col(data.key)))
+
+    @pa.dataframe_check(name="paatetty_not_before_saapunut")
+    def decided_after_received(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col("paatetty") >= pl.col("saapunut")).fill_null(True))
+
+    @pa.dataframe_check(name="paatetty_not_after_extract_date")
+    def decided_by_extract_date(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col("paatetty") <= pl.col("extract_date")).fill_null(True))
+
+    @pa.dataframe_check(name="paatos_required_when_decided")
+    def outcome_when_decided(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("paatetty").is_null() | pl.col("paatos").is_not_null())
+
+    @pa.dataframe_check(name="paatos_empty_when_pending")
+    def no_outcome_when_pending(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("paatetty").is_not_null() | pl.col("paatos").is_null())
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class FeedbackModel(pa.DataFrameModel):
+    """A survey response in one extract, after parsing."""
+
+    vastaus_id: str = pa.Field(nullable=False, unique=True)
+    kysely: str = pa.Field(nullable=False, isin=list(SURVEYS))
+    palvelu: str = pa.Field(nullable=False)
+    vastattu: dt.datetime = pa.Field(nullable=False)
+    arvosana: int = pa.Field(nullable=True, ge=1, le=5)
+    tukimuoto: str = pa.Field(nullable=True)
+    yksikko: str = pa.Field(nullable=True)
+    hakemus_id: str = pa.Field(nullable=True)
+    kieli: str = pa.Field(nullable=True, isin=list(LANGUAGES))
+    vapaa_teksti: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+DECISIONS = ExportKind(
+    name="decisions",
+    prefix="maksatuspaatokset_",
+    id_column="hakemus_id",
+    model=DecisionModel,
+    columns=(
+        ColumnSpec("hakemus_id", True, parsing.clean_text),
+        ColumnSpec("tukimuoto", True, _lower),
+        ColumnSpec("yksikko", True, _upper),
+        ColumnSpec("saapunut", True, parsing.parse_date, "date_format"),
+        ColumnSpec("paatetty", False, parsing.parse_date, "date_format"),
+        ColumnSpec("paatos", False, _lower),
+        ColumnSpec("haettu_eur", True, parsing.parse_decimal, "decimal_format"),
+        ColumnSpec("maksettu_eur", False, parsing.parse_decimal, "decimal_format"),
+        ColumnSpec("asiakastunnus", True, _upper),
+        ColumnSpec("taydennys_pv", False, parsing.parse_integer, "integer_format", default=0),
+    ),
+)
+
+FEEDBACK = ExportKind(
+    name="feedback",
+    prefix="asiakaspalaute_",
+    id_column="vastaus_id",
+    model=FeedbackModel,
+    columns=(
+        ColumnSpec("vastaus_id", True, parsing.clean_text),
+        ColumnSpec("kysely", True, _lower),
+        ColumnSpec("palvelu", True, _lower),
+        ColumnSpec("vastattu", True, parsing.parse_datetime, "date_format"),
+        ColumnSpec("arvosana", False, parsing.parse_score, "score_1_to_5_or_EOS", parsing.score_text),
+        ColumnSpec("tukimuoto", False, _lower),
+        ColumnSpec("yksikko", False, _upper),
+        ColumnSpec("hakemus_id", False, parsing.clean_text),
+        ColumnSpec("kieli", False, _lower),
+        ColumnSpec("vapaa_teksti", False, parsing.clean_text),
+    ),
+)
+
+EXPORT_KINDS = (DECISIONS, FEEDBACK)
+
+# Readable names for pandera's built-in check names in the quarantine.
+RULE_NAMES = {
+    "not_nullable": "required",
+    "field_uniqueness": "duplicate_id_in_file",
+    "greater_than_or_equal_to(0)": "not_negative",
+    "greater_than_or_equal_to(1)": "score_1_to_5_or_EOS",
+    "less_than_or_equal_to(5)": "score_1_to_5_or_EOS",
+}
+
+# Which column a row-level (dataframe) check is about, for the quarantine.
+DATAFRAME_CHECK_COLUMNS = {
+    "paatetty_not_before_saapunut": "paatetty",
+    "paatetty_not_after_extract_date": "paatetty",
+    "paatos_required_when_decided": "paatos",
+    "paatos_empty_when_pending": "paatos",
+}
+
+
+def kind_of_file(file_name: str) -> ExportKind | None:
+    """The export kind told by the file name's prefix (case-insensitive), or None."""
+    lowered = file_name.lower()
+    for kind in EXPORT_KINDS:
+        if lowered.startswith(kind.prefix):
+            return kind
+    return None

@@ -1,0 +1,131 @@
+"""Turning one file's text rows into typed valid rows and quarantined rejections.
+
+Parse first (a cell that cannot be read is a rejection with its raw text), then let the
+pandera model check the typed rows. Every row read ends up valid or rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from keha_maksatus.privacy import mask_free_text
+from keha_maksatus.readers import LINE, UnreadableFile
+from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, RULE_NAMES, ExportKind
+
+REJECTION_SCHEMA = {LINE: pl.Int64, "column": pl.String, "rule": pl.String, "raw_value": pl.String}
+
+
+@dataclass
+class ValidationResult:
+    valid: pl.DataFrame  # typed rows that passed every rule, with `line`
+    rejections: pl.DataFrame  # one row per failed cell: line, column, rule, raw_value
+    rows_read: int
+    extra_columns: list[str]
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.rejections[LINE].n_unique()
+
+    @property
+    def rows_valid(self) -> int:
+        return self.valid.height
+
+
+def validate_export(frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date) -> ValidationResult:
+    """Validate an all-text frame (as from readers.read_export) of the given kind."""
+    missing = [c for c in kind.required_columns if c not in frame.columns]
+    if missing:
+        raise UnreadableFile(f"missing required columns: {', '.join(missing)} (found: {', '.join(c for c in frame.columns if c != LINE)})")
+    extra = [c for c in frame.columns if c not in kind.column_names and c != LINE]
+    frame = frame.with_columns(
+        pl.lit(None, dtype=pl.String).alias(c) for c in kind.column_names if c not in frame.columns
+    ).select(LINE, *kind.column_names)
+
+    typed = frame.select(
+        LINE,
+        *[
+            (spec.parse(spec.name).fill_null(spec.default) if spec.default is not None else spec.parse(spec.name)).alias(spec.name)
+            for spec in kind.columns
+        ],
+    )
+    if kind.name == "decisions":
+        typed = typed.with_columns(pl.lit(extract_date, dtype=pl.Date).alias("extract_date"))
+
+    parse_failures = _parse_failures(frame, kind)
+    schema_failures = _schema_failures(typed, kind)
+    # A cell that could not be parsed is also null in the typed frame: report it once.
+    schema_failures = schema_failures.join(parse_failures.select(LINE, "column"), on=[LINE, "column"], how="anti")
+    failures = pl.concat([parse_failures, schema_failures]).sort(LINE, "column")
+    rejections = _attach_raw_values(failures, frame)
+
+    valid = typed.join(rejections.select(LINE).unique(), on=LINE, how="anti").drop("extract_date", strict=False)
+    return ValidationResult(valid=valid, rejections=rejections, rows_read=frame.height, extra_columns=extra)
+
+
+def _parse_failures(frame: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
+    parsed_specs = [spec for spec in kind.columns if spec.parse_rule]
+    flags = frame.select(
+        LINE,
+        *[
+            (spec.meaningful_text(spec.name).is_not_null() & spec.parse(spec.name).is_null()).alias(spec.name)
+            for spec in parsed_specs
+        ],
+    )
+    parts = [
+        flags.filter(pl.col(spec.name)).select(
+            LINE, pl.lit(spec.name).alias("column"), pl.lit(spec.parse_rule).alias("rule")
+        )
+        for spec in parsed_specs
+    ]
+    return pl.concat(parts) if parts else _empty_failures()
+
+
+def _empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema={LINE: pl.Int64, "column": pl.String, "rule": pl.String})
+
+
+def _schema_failures(typed: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
+    try:
+        kind.model.validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return _empty_failures()
+    schema_level = cases.filter(pl.col("index").is_null())
+    if schema_level.height:
+        # Types are set by our own parsers, so this is a bug, not bad input.
+        raise RuntimeError(f"schema-level validation failure on parsed {kind.name}: {schema_level.to_dicts()}")
+    lines = typed[LINE]
+    return cases.select(
+        pl.col("index").map_batches(lambda idx: lines.gather(idx.cast(pl.UInt32)), return_dtype=pl.Int64).alias(LINE),
+        pl.when(pl.col("schema_context") == "DataFrameSchema")
+        .then(pl.col("check").replace_strict(DATAFRAME_CHECK_COLUMNS, default=pl.col("column")))
+        .otherwise(pl.col("column"))
+        .alias("column"),
+        pl.when(pl.col("check").str.starts_with("isin("))
+        .then(pl.lit("allowed_values"))
+        .otherwise(pl.col("check").replace(RULE_NAMES))
+        .alias("rule"),
+    ).unique(maintain_order=True)
+
+
+def _attach_raw_values(failures: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    parts = []
+    for column in failures["column"].unique().to_list():
+        raw = frame.select(LINE, pl.col(column).alias("raw_value"))
+        if column == "asiakastunnus":
+            raw = raw.with_columns(
+                pl.when(pl.col("raw_value").is_not_null())
+                .then(pl.format("[masked, {} characters]", pl.col("raw_value").str.len_chars()))
+                .alias("raw_value")
+            )
+        else:  # personal data typed into the wrong column is masked too
+            raw = raw.with_columns(mask_free_text(pl.col("raw_value")))
+        parts.append(failures.filter(pl.col("column") == column).join(raw, on=LINE, how="left"))
+    if not parts:
+        return pl.DataFrame(schema=REJECTION_SCHEMA)
+    return pl.concat(parts).select(list(REJECTION_SCHEMA)).sort(LINE, "column")

@@ -1,0 +1,244 @@
+"""The pipeline's working DuckDB file: its tables, their descriptions, and the
+current state of every application and response.
+
+The working file keeps the history of every ingested file (valid rows, quarantine,
+ingest log). Analysts never open it: they get the published copy (publish.py).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+SCHEMAS = ("staging", "core", "kpi", "quality")
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS kpi;
+CREATE SCHEMA IF NOT EXISTS quality;
+
+CREATE TABLE IF NOT EXISTS quality.ingest_log (
+    file_id        INTEGER PRIMARY KEY,
+    file_name      VARCHAR NOT NULL,
+    kind           VARCHAR,
+    content_sha256 VARCHAR NOT NULL,
+    size_bytes     BIGINT,
+    extract_date   DATE,
+    file_format    VARCHAR,
+    encoding       VARCHAR,
+    separator      VARCHAR,
+    status         VARCHAR NOT NULL,
+    reason         VARCHAR,
+    rows_read      BIGINT NOT NULL DEFAULT 0,
+    rows_valid     BIGINT NOT NULL DEFAULT 0,
+    rows_rejected  BIGINT NOT NULL DEFAULT 0,
+    extra_columns  VARCHAR,
+    ingested_at    TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS quality.quarantine (
+    file_id     INTEGER NOT NULL,
+    file_name   VARCHAR NOT NULL,
+    line        BIGINT NOT NULL,
+    column_name VARCHAR NOT NULL,
+    rule        VARCHAR NOT NULL,
+    raw_value   VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS staging.decisions (
+    file_id       INTEGER NOT NULL,
+    line          BIGINT NOT NULL,
+    hakemus_id    VARCHAR NOT NULL,
+    tukimuoto     VARCHAR NOT NULL,
+    yksikko       VARCHAR NOT NULL,
+    saapunut      DATE NOT NULL,
+    paatetty      DATE,
+    paatos        VARCHAR,
+    haettu_eur    DOUBLE,
+    maksettu_eur  DOUBLE,
+    asiakas_hash  VARCHAR NOT NULL,
+    taydennys_pv  BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS staging.feedback (
+    file_id       INTEGER NOT NULL,
+    line          BIGINT NOT NULL,
+    vastaus_id    VARCHAR NOT NULL,
+    kysely        VARCHAR NOT NULL,
+    palvelu       VARCHAR NOT NULL,
+    vastattu      TIMESTAMP NOT NULL,
+    arvosana      BIGINT,
+    tukimuoto     VARCHAR,
+    yksikko       VARCHAR,
+    hakemus_id    VARCHAR,
+    kieli         VARCHAR,
+    vapaa_teksti  VARCHAR
+);
+"""
+
+STAGING_COLUMNS = {
+    "decisions": [
+        "file_id", "line", "hakemus_id", "tukimuoto", "yksikko", "saapunut", "paatetty", "paatos",
+        "haettu_eur", "maksettu_eur", "asiakas_hash", "taydennys_pv",
+    ],
+    "feedback": [
+        "file_id", "line", "vastaus_id", "kysely", "palvelu", "vastattu", "arvosana", "tukimuoto",
+        "yksikko", "hakemus_id", "kieli", "vapaa_teksti",
+    ],
+}
+ID_COLUMNS = {"decisions": "hakemus_id", "feedback": "vastaus_id"}
+
+# Descriptions for every published table and its columns (COMMENT ON).
+TABLE_COMMENTS = {
+    "quality.ingest_log": "One row per file seen in the landing folder: how it was read and what became of its rows. rows_read = rows_valid + rows_rejected.",
+    "quality.quarantine": "Every rejected cell: source file, line (1 = header), column, rule and raw value (personal data masked). A rejected row changes nothing.",
+    "core.decisions": "Payment applications in their latest valid state (a later extract replaces an earlier row). Customer ids are pseudonymised.",
+    "core.feedback": "Survey responses in their latest valid state. Free text has personal data masked.",
+}
+COLUMN_COMMENTS = {
+    "quality.ingest_log": {
+        "file_id": "Sequence number of the file in the ingest log",
+        "file_name": "Name of the file in the landing folder",
+        "kind": "Export kind told by the name: decisions (maksatuspaatokset_) or feedback (asiakaspalaute_)",
+        "content_sha256": "SHA-256 of the file's bytes; a file with a known hash is not ingested again",
+        "size_bytes": "File size in bytes",
+        "extract_date": "Extract date from the file name (else the day it was ingested)",
+        "file_format": "csv, xlsx or parquet",
+        "encoding": "Detected text encoding (CSV only)",
+        "separator": "Detected field separator (CSV only)",
+        "status": "ingested, quarantined (whole file held back), unreadable, duplicate_content",
+        "reason": "Why a file was quarantined, unreadable or skipped",
+        "rows_read": "Data rows read from the file",
+        "rows_valid": "Rows that passed every rule",
+        "rows_rejected": "Rows with at least one failed rule (see quality.quarantine)",
+        "extra_columns": "Columns outside the contract, kept out of the KPIs",
+        "ingested_at": "When the file was ingested (UTC)",
+    },
+    "quality.quarantine": {
+        "file_id": "File in quality.ingest_log",
+        "file_name": "Source file name",
+        "line": "Line number in the source file, the header being line 1",
+        "column_name": "Column whose value broke the rule",
+        "rule": "The rule that failed",
+        "raw_value": "The value as it came (customer ids and personal data in free text masked)",
+    },
+    "core.decisions": {
+        "hakemus_id": "Payment application id",
+        "tukimuoto": "Instrument (palkkatuki, starttiraha, kulukorvaus, rekrytointituki, esr, eakr, muu, or an unlisted code)",
+        "yksikko": "ELY Centre or TE Office code",
+        "saapunut": "Date the application was received",
+        "paatetty": "Date of the payment decision; null while pending",
+        "paatos": "Outcome: myönteinen, kielteinen, osittain myönteinen, raukeaa",
+        "haettu_eur": "Amount applied for, EUR",
+        "maksettu_eur": "Amount paid, EUR",
+        "asiakas_hash": "Customer pseudonym: HMAC-SHA256 of the identity code or business ID",
+        "taydennys_pv": "Days waiting for the customer's supplement",
+        "kasittelyaika_pv": "paatetty - saapunut in calendar days",
+        "netto_kasittelyaika_pv": "max(0, kasittelyaika_pv - taydennys_pv)",
+        "file_name": "Extract the row comes from",
+        "line": "Line in that extract",
+    },
+    "core.feedback": {
+        "vastaus_id": "Survey response id",
+        "kysely": "Survey type: kohtaaminen, jalkikysely, kampanja",
+        "palvelu": "Service the response is about; maksatus = payment services",
+        "vastattu": "When the response was given",
+        "arvosana": "Score 1-5; null = no score (EOS or empty)",
+        "tukimuoto": "Instrument, when linked",
+        "yksikko": "Office, when linked",
+        "hakemus_id": "Payment application, when linked",
+        "kieli": "Language: fi, sv, en",
+        "vapaa_teksti": "Free-text comment with identity codes, business IDs, e-mails and phone numbers masked",
+        "file_name": "Extract the row comes from",
+        "line": "Line in that extract",
+    },
+}
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and for writing, create and migrate) the working DuckDB file."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        con.execute(DDL)
+    return con
+
+
+@contextmanager
+def open_working(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def known_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """content_sha256 -> file name of every file already in the ingest log."""
+    return dict(con.execute("SELECT content_sha256, min(file_name) FROM quality.ingest_log GROUP BY 1").fetchall())
+
+
+def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM quality.ingest_log").fetchall()[0][0]
+
+
+def rebuild_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
+    """core.<kind>: for each id, the row of the latest extract in file-name order, from
+    files whose rows are accepted (status 'ingested'). Returns its row count."""
+    id_column = ID_COLUMNS[kind]
+    extra = (
+        ", s.paatetty - s.saapunut AS kasittelyaika_pv, "
+        "greatest(0, s.paatetty - s.saapunut - s.taydennys_pv) AS netto_kasittelyaika_pv"
+        if kind == "decisions"
+        else ""
+    )
+    columns = ", ".join(f"s.{c}" for c in STAGING_COLUMNS[kind] if c not in ("file_id", "line"))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE core.{kind} AS
+        SELECT {columns}{extra}, l.file_name, s.line
+        FROM staging.{kind} s JOIN quality.ingest_log l USING (file_id)
+        WHERE l.status = 'ingested'
+        QUALIFY row_number() OVER (PARTITION BY s.{id_column} ORDER BY l.file_name DESC, l.file_id DESC) = 1
+        ORDER BY s.{id_column}
+        """
+    )
+    return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
+
+
+def add_comments(con: duckdb.DuckDBPyConnection, tables: dict[str, str], columns: dict[str, dict[str, str]]) -> None:
+    """COMMENT ON the given tables and columns (those that exist)."""
+    existing = {
+        (f"{s}.{t}", c)
+        for s, t, c in con.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns").fetchall()
+    }
+    existing_tables = {t for t, _ in existing}
+    for table, text in tables.items():
+        if table in existing_tables:
+            con.execute(f"COMMENT ON TABLE {table} IS {_sql_string(text)}")
+    for table, comments in columns.items():
+        for column, text in comments.items():
+            if (table, column) in existing:
+                con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_sql_string(text)}")
+
+
+def _sql_string(text: str) -> str:
+    # COMMENT ON takes no parameters; the texts are our own constants.
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,43 @@
+"""Publish group: the analysts' DuckDB file, replaced atomically."""
+
+
+import dagster as dg
+import duckdb
+
+from keha_maksatus.publish import PUBLISHED_TABLES, publish
+from pipelines.assets.kpi import KPI_TABLES
+from pipelines.metadata import markdown_table
+from pipelines.resources import WarehouseResource
+
+
+@dg.asset(
+    group_name="publish",
+    deps=list(KPI_TABLES),
+    description="The published warehouse analysts open read-only: KPI tables, current state, quarantine and ingest log.",
+)
+def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        path = publish(con, warehouse.published_path, run_id=context.run_id)
+    reader = duckdb.connect(str(path), read_only=True)
+    try:
+        counts = {t: reader.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in PUBLISHED_TABLES}
+        quality = reader.sql(
+            "SELECT indicator, period_label, complete, target_op, target, round(value, 2) AS value, n, met "
+            "FROM kpi.quality_section ORDER BY period_start, period_end, indicator"
+        ).pl()
+    finally:
+        reader.close()
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "tables": markdown_table(_counts_frame(counts), max_rows=50),
+            "quality_section": markdown_table(quality, max_rows=50),
+            "dagster/row_count": counts["kpi.quality_section"],
+        }
+    )
+
+
+def _counts_frame(counts: dict[str, int]):
+    import polars as pl
+
+    return pl.DataFrame({"table": list(counts), "rows": list(counts.values())})

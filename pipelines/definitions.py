@@ -1,0 +1,38 @@
+"""The one Definitions object: `dagster dev` and the CLI both load it from here."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE
+from pipelines.assets import ingest, kpi, publish, validate
+from pipelines.resources import WarehouseResource
+from pipelines.schedules import nightly_job, nightly_schedule
+from pipelines.sensors import new_exports_sensor
+
+LANDING_ENV = "KEHA_LANDING_DIR"
+WAREHOUSE_ENV = "KEHA_WAREHOUSE"
+
+
+def build_definitions(landing_dir: str | None = None, warehouse_path: str | None = None) -> dg.Definitions:
+    """Definitions over the given paths (defaults: environment, then the bundled sample)."""
+    resource = WarehouseResource(
+        landing_dir=str(landing_dir or os.environ.get(LANDING_ENV) or DEFAULT_LANDING),
+        warehouse_path=str(warehouse_path or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE),
+    )
+    modules = [ingest, validate, kpi, publish]
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(modules),
+        asset_checks=dg.load_asset_checks_from_modules(modules),
+        jobs=[nightly_job],
+        schedules=[nightly_schedule],
+        sensors=[new_exports_sensor],
+        resources={"warehouse": resource},
+        # One DuckDB working file, one writer: run the steps in one process.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

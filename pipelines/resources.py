@@ -1,0 +1,37 @@
+"""The one resource through which assets reach the landing folder and DuckDB."""
+
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import duckdb
+
+from keha_maksatus import warehouse
+from keha_maksatus.config import Settings, load_settings
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Paths of the landing folder and the published DuckDB file; the working file
+    lives in a hidden folder beside the published one."""
+
+    landing_dir: str
+    warehouse_path: str
+
+    @property
+    def published_path(self) -> Path:
+        return Path(self.warehouse_path)
+
+    @property
+    def working_path(self) -> Path:
+        published = self.published_path
+        return published.parent / ".work" / f"{published.stem}.work.duckdb"
+
+    def settings(self) -> Settings:
+        return load_settings()
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.open_working(self.working_path) as con:
+            yield con

@@ -1,0 +1,15 @@
+"""The nightly job and its schedule."""
+
+import dagster as dg
+
+nightly_job = dg.define_asset_job(
+    "nightly", selection=dg.AssetSelection.all(), description="Ingest new exports, rebuild the KPIs and publish the warehouse."
+)
+
+nightly_schedule = dg.ScheduleDefinition(
+    name="nightly_at_two",
+    job=nightly_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="Europe/Helsinki",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

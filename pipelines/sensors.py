@@ -1,0 +1,22 @@
+"""Starts a run when new export files land, once they have stopped changing."""
+
+
+import json
+
+import dagster as dg
+
+from keha_maksatus.landing import stable_files
+from pipelines.resources import WarehouseResource
+from pipelines.schedules import nightly_job
+
+
+@dg.sensor(job=nightly_job, minimum_interval_seconds=60, description="New files in the landing folder (ignoring files still being written).")
+def new_exports_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    quiet = warehouse.settings().landing_quiet_seconds
+    current = {f"{f.name}|{f.size}|{f.mtime}" for f in stable_files(warehouse.landing_dir, quiet)}
+    new = sorted(current - seen)
+    if not new:
+        return dg.SkipReason("no new files, or files still being written")
+    context.update_cursor(json.dumps(sorted(current | seen)))
+    return dg.RunRequest(run_key=new[-1], tags={"keha/new_files": str(len(new))})
