@@ -57,8 +57,12 @@ def validate_export(frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date
 
     parse_failures = _parse_failures(frame, kind)
     schema_failures = _schema_failures(typed, kind)
-    # A cell that could not be parsed is also null in the typed frame: report it once.
+    # A cell that could not be parsed is null in the typed frame: report it once, and not
+    # again through the cross-column rules that read it.
     schema_failures = schema_failures.join(parse_failures.select(LINE, "column"), on=[LINE, "column"], how="anti")
+    schema_failures = schema_failures.filter(
+        ~pl.col("rule").is_in(list(DATAFRAME_CHECK_COLUMNS)) | ~pl.col(LINE).is_in(parse_failures[LINE].implode())
+    )
     failures = pl.concat([parse_failures, schema_failures]).sort(LINE, "column")
     rejections = _attach_raw_values(failures, frame)
 

@@ -10,7 +10,11 @@ from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job
 
 
-@dg.sensor(job=nightly_job, minimum_interval_seconds=60, description="New files in the landing folder (ignoring files still being written).")
+@dg.sensor(
+    job=nightly_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="New files in the landing folder (ignoring files still being written).")
 def new_exports_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     quiet = warehouse.settings().landing_quiet_seconds

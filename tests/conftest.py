@@ -1,0 +1,69 @@
+"""Shared helpers: small real export files in tmp_path and the library pipeline over them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from keha_maksatus import kpi, warehouse
+from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import ingest_landing
+
+TEST_KEY = b"test-key"
+DECISION_HEADER = "hakemus_id;tukimuoto;yksikko;saapunut;paatetty;paatos;haettu_eur;maksettu_eur;asiakastunnus;taydennys_pv"
+FEEDBACK_HEADER = "vastaus_id;kysely;palvelu;vastattu;arvosana;tukimuoto;yksikko;hakemus_id;kieli;vapaa_teksti"
+# Checksum-valid customer ids for test rows.
+HETU = "131052-308T"
+YTUNNUS = "0737546-2"
+
+
+def write_export(folder: Path, name: str, header: str, rows: list[str], encoding: str = "utf-8", sep: str = ";") -> Path:
+    """Write a CSV export: rows are ';'-joined strings (converted when sep differs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [header, *rows]
+    if sep != ";":
+        lines = [line.replace(";", sep) for line in lines]
+    path = folder / name
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    return path
+
+
+def decision(hakemus_id: str, saapunut: str, paatetty: str = "", paatos: str | None = None, tukimuoto: str = "palkkatuki",
+             yksikko: str = "TE-UUS", haettu: str = "1000,00", maksettu: str = "", asiakas: str = HETU, taydennys: str = "") -> str:
+    if paatos is None:
+        paatos = "myönteinen" if paatetty else ""
+    return ";".join([hakemus_id, tukimuoto, yksikko, saapunut, paatetty, paatos, haettu, maksettu, asiakas, taydennys])
+
+
+def response(vastaus_id: str, vastattu: str, arvosana: str, kysely: str = "kohtaaminen", palvelu: str = "maksatus",
+             tukimuoto: str = "", teksti: str = "") -> str:
+    return ";".join([vastaus_id, kysely, palvelu, vastattu, arvosana, tukimuoto, "", "", "fi", teksti])
+
+
+def build_working(landing: Path, db_path: Path, today: dt.date | None = None) -> duckdb.DuckDBPyConnection:
+    """Ingest, current state and KPIs through the library (what the assets call)."""
+    settings = load_settings()
+    con = warehouse.connect(db_path)
+    ingest_landing(con, landing, TEST_KEY, settings, today=today)
+    for kind in ("decisions", "feedback"):
+        warehouse.rebuild_current_state(con, kind)
+    kpi.build_kpis(con, settings)
+    return con
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    return folder
+
+
+def quality_row(con: duckdb.DuckDBPyConnection, indicator: str, period: str) -> dict:
+    frame = con.sql(
+        "SELECT * FROM kpi.quality_section WHERE indicator = ? AND period_label = ?", params=[indicator, period]
+    ).pl()
+    assert frame.height == 1, f"expected one row for {indicator} {period}, got {frame.height}"
+    return frame.row(0, named=True)
