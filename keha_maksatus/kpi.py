@@ -15,6 +15,7 @@ from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION, Sett
 
 MIN_CELL_RESPONSES = 5  # satisfaction cells with fewer responses are suppressed
 OFFICIAL_SURVEYS = ("kohtaaminen", "jalkikysely")
+OFFICIAL_SQL = ", ".join(f"'{s}'" for s in OFFICIAL_SURVEYS)  # constants, not input
 CAMPAIGN_SURVEY = "kampanja"
 AGE_BANDS = ((None, 14, "0-14 pv"), (15, 30, "15-30 pv"), (31, 60, "31-60 pv"), (61, 90, "61-90 pv"), (91, None, "yli 90 pv"))
 
@@ -34,8 +35,10 @@ CREATE OR REPLACE TEMP MACRO ci_half(n, s, ss) AS (
 TABLE_COMMENTS = {
     "kpi.quality_section": "The performance agreement's quality-section figures: one row per indicator and reporting period (1-6/Y and 1-12/Y, cumulative).",
     "kpi.quality_section_details": "Supplementary figures for kpi.quality_section: 95 % confidence interval of satisfaction, net processing time, campaign surveys (not in the official figure).",
-    "kpi.processing_time_monthly": "Processing time of payment decisions by decision month, instrument and office.",
-    "kpi.satisfaction_monthly": "Satisfaction with payment services by answer month, survey type and instrument. Cells with fewer than 5 scored responses are suppressed.",
+    "kpi.processing_time_monthly": "Processing time of payment decisions by decision month, instrument and office, with roll-ups: a null tukimuoto or yksikko means all of them.",
+    "kpi.processing_time_distribution": "How many decisions took 0-4, 5-9, ... days (120 = 120 or more), by decision year.",
+    "kpi.satisfaction_monthly": "Satisfaction with payment services by answer month, survey type and instrument (null tukimuoto = all instruments). Cells with fewer than 5 scored responses are suppressed.",
+    "kpi.satisfaction_by_instrument": "Satisfaction with payment services by year and instrument, official surveys (kohtaaminen, jalkikysely) only. Cells with fewer than 5 scored responses are suppressed.",
     "kpi.monthly_trend": "Both headline KPIs month by month (official definitions); satisfaction months under 5 responses suppressed.",
     "kpi.backlog": "Pending payment applications at the data's as-of date by age band, instrument and office.",
 }
@@ -62,8 +65,8 @@ COLUMN_COMMENTS = {
     },
     "kpi.processing_time_monthly": {
         "month": "Month of the decision (first day)",
-        "tukimuoto": "Instrument",
-        "yksikko": "Office",
+        "tukimuoto": "Instrument; null = all instruments",
+        "yksikko": "Office; null = all offices",
         "n": "Decisions",
         "mean_days": "Mean processing time, days",
         "median_days": "Median processing time, days",
@@ -71,10 +74,26 @@ COLUMN_COMMENTS = {
         "share_within_30_days": "Share of decisions made within 30 days of receipt",
         "net_mean_days": "Mean of max(0, days - taydennys_pv)",
     },
+    "kpi.processing_time_distribution": {
+        "year": "Year of the decision",
+        "days_from": "Lower end of a 5-day band of processing time (120 = 120 days or more)",
+        "n": "Decisions",
+    },
+    "kpi.satisfaction_by_instrument": {
+        "year": "Year of the answer",
+        "tukimuoto": "Instrument; '(ei tiedossa)' when the response is not linked to one",
+        "responses": "Responses, scored or not",
+        "n": "Scored responses (1-5)",
+        "mean_score": "Mean score; null when suppressed",
+        "ci_low": "Lower end of the 95 % confidence interval; null when suppressed",
+        "ci_high": "Upper end of the 95 % confidence interval; null when suppressed",
+        "share_4_5": "Share of scores 4 or 5; null when suppressed",
+        "suppressed": "True when n < 5: the cell's figures are withheld",
+    },
     "kpi.satisfaction_monthly": {
         "month": "Month of the answer (first day)",
         "kysely": "Survey type",
-        "tukimuoto": "Instrument (null when the response is not linked to one)",
+        "tukimuoto": "Instrument; '(ei tiedossa)' when not linked to one; null = all instruments",
         "responses": "Responses, scored or not (EOS and empty included)",
         "n": "Scored responses (1-5)",
         "mean_score": "Mean score; null when suppressed",
@@ -88,6 +107,8 @@ COLUMN_COMMENTS = {
         "indicator": "Indicator id",
         "n": "Decisions or scored responses",
         "value": "Mean for the month; null when suppressed",
+        "ci_low": "Satisfaction: lower end of the 95 % confidence interval",
+        "ci_high": "Satisfaction: upper end of the 95 % confidence interval",
         "suppressed": "True for a satisfaction month with fewer than 5 responses",
     },
     "kpi.backlog": {
@@ -101,6 +122,18 @@ COLUMN_COMMENTS = {
         "haettu_eur": "Amount applied for, EUR",
     },
 }
+
+
+UNLINKED = "(ei tiedossa)"
+# Mean, CI and share of 4-5 of a satisfaction cell, withheld under MIN_CELL_RESPONSES.
+SUPPRESSED_CELLS = f"""
+        SELECT {{keys}}, responses, n,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n END AS mean_score,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n - ci_half(n, s, ss) END AS ci_low,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n + ci_half(n, s, ss) END AS ci_high,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN high / n END AS share_4_5,
+               n < {MIN_CELL_RESPONSES} AS suppressed
+        FROM cells"""
 
 
 def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
@@ -161,7 +194,7 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
 
 
 def _build_monthly_sums(con: duckdb.DuckDBPyConnection) -> None:
-    official = ", ".join(f"'{s}'" for s in OFFICIAL_SURVEYS)  # constants, not input
+    official = OFFICIAL_SQL
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE decision_months AS
@@ -224,6 +257,7 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
     band_case = " ".join(
         f"WHEN age <= {high} THEN {i}" if high is not None else f"ELSE {i}" for i, (_, high, _) in enumerate(AGE_BANDS)
     )
+    official = OFFICIAL_SQL
     band_labels = "[" + ", ".join(f"'{label}'" for _, _, label in AGE_BANDS) + "]"
     con.execute(
         f"""
@@ -236,31 +270,50 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
                avg((kasittelyaika_pv <= 30)::INTEGER) AS share_within_30_days,
                avg(netto_kasittelyaika_pv) AS net_mean_days
         FROM core.decisions WHERE paatetty IS NOT NULL
+        GROUP BY GROUPING SETS ((1, tukimuoto, yksikko), (1, tukimuoto), (1, yksikko), (1))
+        ORDER BY month, tukimuoto NULLS FIRST, yksikko NULLS FIRST;
+
+        CREATE OR REPLACE TABLE kpi.processing_time_distribution AS
+        SELECT year(paatetty) AS year, least(kasittelyaika_pv // 5 * 5, 120) AS days_from, count(*) AS n
+        FROM core.decisions WHERE paatetty IS NOT NULL
         GROUP BY ALL ORDER BY ALL;
 
         CREATE OR REPLACE TABLE kpi.satisfaction_monthly AS
         WITH cells AS (
-            SELECT date_trunc('month', vastattu)::DATE AS month, kysely, tukimuoto,
+            SELECT date_trunc('month', vastattu)::DATE AS month, kysely,
+                   coalesce(tukimuoto, '{UNLINKED}') AS tukimuoto,
                    count(*) AS responses, count(arvosana) AS n,
                    sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
-                   avg((arvosana >= 4)::INTEGER) AS share_4_5
+                   count(*) FILTER (arvosana >= 4) AS high
             FROM core.feedback WHERE palvelu = 'maksatus'
+            GROUP BY GROUPING SETS ((1, 2, 3), (1, 2))
+        )
+        {SUPPRESSED_CELLS.format(keys="month, kysely, tukimuoto")}
+        ORDER BY month, kysely, tukimuoto NULLS FIRST;
+
+        CREATE OR REPLACE TABLE kpi.satisfaction_by_instrument AS
+        WITH cells AS (
+            SELECT year(vastattu) AS year, coalesce(tukimuoto, '{UNLINKED}') AS tukimuoto,
+                   count(*) AS responses, count(arvosana) AS n,
+                   sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
+                   count(*) FILTER (arvosana >= 4) AS high
+            FROM core.feedback WHERE palvelu = 'maksatus' AND kysely IN ({official})
             GROUP BY ALL
         )
-        SELECT month, kysely, tukimuoto, responses, n,
-               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n END AS mean_score,
-               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n - ci_half(n, s, ss) END AS ci_low,
-               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n + ci_half(n, s, ss) END AS ci_high,
-               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN share_4_5 END AS share_4_5,
-               n < {MIN_CELL_RESPONSES} AS suppressed
-        FROM cells ORDER BY ALL;
+        {SUPPRESSED_CELLS.format(keys="year, tukimuoto")}
+        ORDER BY year, tukimuoto;
 
         CREATE OR REPLACE TABLE kpi.monthly_trend AS
-        SELECT month, '{PROCESSING_TIME}' AS indicator, n, s / n AS value, false AS suppressed FROM decision_months
+        SELECT month, '{PROCESSING_TIME}' AS indicator, n, s / n AS value,
+               NULL::DOUBLE AS ci_low, NULL::DOUBLE AS ci_high, false AS suppressed
+        FROM decision_months
         UNION ALL
-        SELECT month, '{SATISFACTION}', sum(n)::BIGINT,
-               CASE WHEN sum(n) >= {MIN_CELL_RESPONSES} THEN sum(s) / sum(n) END, sum(n) < {MIN_CELL_RESPONSES}
-        FROM score_months WHERE official GROUP BY month
+        SELECT month, '{SATISFACTION}', n,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n END,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n - ci_half(n, s, ss) END,
+               CASE WHEN n >= {MIN_CELL_RESPONSES} THEN s / n + ci_half(n, s, ss) END,
+               n < {MIN_CELL_RESPONSES}
+        FROM (SELECT month, sum(n)::BIGINT AS n, sum(s) AS s, sum(ss) AS ss FROM score_months WHERE official GROUP BY month)
         ORDER BY month, indicator;
         """
     )

@@ -17,12 +17,7 @@ import duckdb
 from keha_maksatus import kpi, warehouse
 
 PUBLISHED_TABLES = (
-    "kpi.quality_section",
-    "kpi.quality_section_details",
-    "kpi.processing_time_monthly",
-    "kpi.satisfaction_monthly",
-    "kpi.monthly_trend",
-    "kpi.backlog",
+    *kpi.TABLE_COMMENTS,
     "core.decisions",
     "core.feedback",
     "quality.quarantine",

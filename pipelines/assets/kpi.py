@@ -9,14 +9,8 @@ from keha_maksatus.publish import check_data_volume
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
-KPI_TABLES = {
-    "quality_section": "kpi.quality_section",
-    "quality_section_details": "kpi.quality_section_details",
-    "processing_time_monthly": "kpi.processing_time_monthly",
-    "satisfaction_monthly": "kpi.satisfaction_monthly",
-    "monthly_trend": "kpi.monthly_trend",
-    "backlog": "kpi.backlog",
-}
+# Asset name -> warehouse table, for every KPI table.
+KPI_TABLES = {table.split(".")[1]: table for table in kpi.TABLE_COMMENTS}
 
 
 @dg.multi_asset(
