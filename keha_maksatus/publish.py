@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,20 @@ class VolumeCheck:
     new_counts: dict[str, int]
     published_counts: dict[str, int] | None
     message: str
+
+
+@dataclass(frozen=True)
+class OutputFolders:
+    """Where the people-facing outputs go, beside the published warehouse."""
+
+    report: Path
+    dashboards: Path
+    exports: Path
+
+
+def output_folders(published_path: Path) -> OutputFolders:
+    base = Path(published_path).parent
+    return OutputFolders(base / "raportti", base / "dashboards", base / "exports")
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -123,3 +138,13 @@ def _describe(path: Path) -> None:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+
+
+def replace_directory(build: Path, target: Path) -> None:
+    """Move a finished output folder onto target; the old one is removed after the swap."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(build, target)
+    shutil.rmtree(old, ignore_errors=True)

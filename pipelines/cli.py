@@ -13,6 +13,8 @@ import duckdb
 from keha_maksatus import cli as library_cli
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE
 from keha_maksatus.privacy import MissingKeyError, resolve_key
+from keha_maksatus.publish import output_folders
+from keha_maksatus.report import REPORT_NAME
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,8 +105,12 @@ def _print_results(published: Path, landing: Path, run_id: str) -> None:
         f"\nFiles in the ingest log: {ingest[0]} ({ingest[4]} not ingested); rows read {ingest[1]}, "
         f"valid {ingest[2]}, rejected {ingest[3]} (see quality.quarantine)."
     )
+    outputs = output_folders(published)
     print(f"Landing folder:      {landing}")
     print(f"Published warehouse: {published}  (open read-only: duckdb -readonly {published})")
+    print(f"Quality report:      {outputs.report / (REPORT_NAME + '.html')}  (and .md)")
+    print(f"Dashboards:          {outputs.dashboards / 'index.html'}")
+    print(f"Exports:             {outputs.exports}/  (.xlsx, .csv, .parquet)")
     print(f"Dagster run:         {run_id}  (make dev, then http://127.0.0.1:3000)")
 
 

@@ -10,6 +10,7 @@ import duckdb
 
 from keha_maksatus import warehouse
 from keha_maksatus.config import Settings, load_settings
+from keha_maksatus.publish import OutputFolders, output_folders
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -27,6 +28,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def working_path(self) -> Path:
         published = self.published_path
         return published.parent / ".work" / f"{published.stem}.work.duckdb"
+
+    @property
+    def outputs(self) -> OutputFolders:
+        return output_folders(self.published_path)
 
     def settings(self) -> Settings:
         return load_settings()

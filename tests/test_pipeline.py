@@ -111,7 +111,7 @@ def test_run_twice_publishes_identical_tables(tmp_path):
     finally:
         con.close()
     # No staging files are left beside the published one.
-    assert sorted(p.name for p in published.parent.iterdir()) == [".work", "maksatus.duckdb"]
+    assert sorted(p.name for p in published.parent.iterdir()) == [".work", "dashboards", "exports", "maksatus.duckdb", "raportti"]
 
 
 def test_no_identity_code_or_contact_detail_reaches_the_warehouse(tmp_path):

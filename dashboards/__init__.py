@@ -1,0 +1,1 @@
+"""Dashboard definitions: plotly figures (figures.py) and the page layout (pages.py)."""

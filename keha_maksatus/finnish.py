@@ -1,0 +1,106 @@
+"""Finnish presentation: number and date formats, names of indicators, rules and statuses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+
+from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+
+NBSP = "\u00a0"
+DASH = "–"
+MONTHS = ("tammi", "helmi", "maalis", "huhti", "touko", "kesä", "heinä", "elo", "syys", "loka", "marras", "joulu")
+DECIMALS = {SATISFACTION: 2, PROCESSING_TIME: 1}
+SHORT_NAMES = {SATISFACTION: "Asiakastyytyväisyys (1–5)", PROCESSING_TIME: "Käsittelyaika (pv)"}
+
+RULES_FI = {
+    "required": "pakollinen tieto puuttuu",
+    "date_format": "päivämäärä ei kelpaa",
+    "decimal_format": "summa ei ole luku",
+    "integer_format": "päivien määrä ei ole kokonaisluku",
+    "not_negative": "negatiivinen arvo",
+    "allowed_values": "arvo ei ole sallittujen joukossa",
+    "duplicate_id_in_file": "sama tunniste useammin kuin kerran tiedostossa",
+    "checksum_hetu_or_ytunnus": "henkilö- tai Y-tunnuksen tarkiste ei täsmää",
+    "paatetty_not_before_saapunut": "päätös ennen saapumista",
+    "paatetty_not_after_extract_date": "päätös poimintapäivän jälkeen",
+    "paatos_required_when_decided": "päätös puuttuu, vaikka päätöspäivä on annettu",
+    "paatos_empty_when_pending": "päätös annettu, vaikka päätöspäivä puuttuu",
+    "score_1_to_5_or_EOS": "arvosana ei ole 1–5 tai EOS",
+}
+STATUS_FI = {
+    "ingested": "käytössä",
+    "quarantined": "karanteenissa (liikaa hylättyjä rivejä)",
+    "unreadable": "ei luettavissa",
+    "duplicate_content": "sama sisältö jo luettu",
+}
+HEADERS_FI = {
+    "indicator": "Mittarin tunnus",
+    "label_fi": "Mittari",
+    "period_label": "Jakso",
+    "period_start": "Alkaa",
+    "period_end": "Päättyy",
+    "complete": "Jakso päättynyt",
+    "target_op": "Tavoitteen suunta",
+    "target": "Tavoite",
+    "value": "Toteuma",
+    "n": "Lukumäärä",
+    "met": "Tavoite saavutettu",
+    "ci_low": "Luottamusväli alaraja",
+    "ci_high": "Luottamusväli yläraja",
+    "net_value": "Nettokäsittelyaika (pv)",
+    "campaign_n": "Kampanjavastauksia",
+    "campaign_value": "Kampanjakyselyjen keskiarvo",
+    "month": "Kuukausi",
+    "year": "Vuosi",
+    "tukimuoto": "Tukimuoto",
+    "yksikko": "Yksikkö",
+    "kysely": "Kysely",
+    "mean_days": "Keskiarvo (pv)",
+    "median_days": "Mediaani (pv)",
+    "p90_days": "90 % persentiili (pv)",
+    "share_within_30_days": "Osuus 30 päivässä",
+    "net_mean_days": "Nettokeskiarvo (pv)",
+    "days_from": "Käsittelyaika vähintään (pv)",
+    "responses": "Vastauksia",
+    "mean_score": "Keskiarvo",
+    "share_4_5": "Osuus 4–5",
+    "suppressed": "Piilotettu (alle 5 vastausta)",
+    "as_of": "Tilanne",
+    "age_band": "Ikä",
+    "band_order": "Järjestys",
+    "over_30_days": "Yli 30 päivää",
+    "haettu_eur": "Haettu (EUR)",
+}
+
+
+def number(value: float | int | None, decimals: int = 0) -> str:
+    """1 234,5 (no-break space for thousands, decimal comma); a dash for None."""
+    if value is None:
+        return DASH
+    # Half up, as people round (Python's format rounds 4,125 to 4,12).
+    rounded = Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    text = f"{rounded:,.{decimals}f}"
+    return text.replace(",", NBSP).replace(".", ",")
+
+
+def percent(share: float | None) -> str:
+    return DASH if share is None else f"{number(share * 100, 0)}{NBSP}%"
+
+
+def date(day: dt.date | None) -> str:
+    return DASH if day is None else f"{day.day}.{day.month}.{day.year}"
+
+
+def month(day: dt.date) -> str:
+    return f"{MONTHS[day.month - 1]}kuu {day.year}"
+
+
+def yes_no(value: bool | None) -> str:
+    return DASH if value is None else ("kyllä" if value else "ei")
+
+
+def target(op: str | None, value: float | None, indicator: str) -> str:
+    if op is None or value is None:
+        return DASH
+    return f"{op} {number(value, 1 if indicator == SATISFACTION else 0)}"
