@@ -1,0 +1,157 @@
+"""Real headless Chromium: the dashboards and the report from disk, and the Dagster UI."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from dashboards.pages import PAGES
+from keha_maksatus.config import DEFAULT_LANDING
+from keha_maksatus.publish import output_folders
+from keha_maksatus.report import REPORT_NAME
+from pipelines.definitions import build_definitions, defs
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "build" / "screenshots"
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def sample_outputs(tmp_path_factory) -> Path:
+    """The whole pipeline on the bundled sample, as `make run` runs it."""
+    published = tmp_path_factory.mktemp("warehouse") / "maksatus.duckdb"
+    result = build_definitions(str(DEFAULT_LANDING), str(published)).resolve_job_def("nightly").execute_in_process()
+    assert result.success
+    return published
+
+
+def open_page(browser, url: str, viewport=(1300, 900)):
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    return page, errors
+
+
+@pytest.mark.parametrize("page_def", PAGES, ids=[p.file_name for p in PAGES])
+def test_dashboard_page_renders_its_charts(sample_outputs, browser, page_def):
+    path = output_folders(sample_outputs).dashboards / page_def.file_name
+    page, errors = open_page(browser, path.as_uri())
+    try:
+        page.wait_for_function(
+            "n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=len(page_def.figures), timeout=20000
+        )
+        plots = page.locator(".js-plotly-plot")
+        assert plots.count() == len(page_def.figures)
+        for index in range(plots.count()):  # every chart drew something: traces or indicators
+            assert plots.nth(index).locator(".plot .trace, .indicatorlayer .trace, g.indicator, .barlayer .point, .scatterlayer .trace").count() > 0
+        assert page.title().startswith(page_def.title)
+        assert errors == []
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{Path(page_def.file_name).stem}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_report_page_loads_offline(sample_outputs, browser):
+    path = output_folders(sample_outputs).report / f"{REPORT_NAME}.html"
+    page, errors = open_page(browser, path.as_uri())
+    try:
+        assert page.locator("h1").inner_text() == "Maksatuksen palvelukyky ja laatu"
+        assert page.locator("table").count() >= 5
+        assert "Vuosi 2022" in page.inner_text("body")
+        assert errors == []
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "laatuosio.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dagster_ui_lists_the_assets_and_checks(browser, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode()
+            assert time.time() < deadline, "webserver did not answer in 90 s"
+            time.sleep(0.5)
+
+        specs = list(defs.resolve_all_asset_specs())
+        for group in sorted({spec.group_name for spec in specs}):
+            page, errors = open_page(browser, f"{base}/locations/keha_maksatus/asset-groups/{group}", viewport=(1600, 4000))
+            try:
+                expected = [s.key.to_user_string() for s in specs if s.group_name == group]
+                for name in expected:
+                    page.get_by_text(name, exact=True).first.wait_for(timeout=30000)
+                if group == "kpi":
+                    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(SCREENSHOTS / "dagster_kpi_group.png"))
+            finally:
+                page.close()
+
+        checks_by_asset = {}
+        for check in defs.resolve_asset_graph().asset_check_keys:
+            checks_by_asset.setdefault(check.asset_key.to_user_string(), []).append(check.name)
+        assert sum(len(v) for v in checks_by_asset.values()) == 6
+        for asset, names in checks_by_asset.items():
+            page, _ = open_page(browser, f"{base}/assets/{asset}?view=checks")
+            try:
+                for name in names:
+                    page.get_by_text(name, exact=True).first.wait_for(timeout=30000)
+            finally:
+                page.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise AssertionError("the webserver did not stop on SIGTERM")
+    assert code in (0, -signal.SIGTERM)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}/server_info", timeout=2)
