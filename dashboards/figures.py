@@ -17,12 +17,13 @@ from keha_maksatus.kpi import MIN_CELL_RESPONSES
 BLUE, ORANGE, GREY, RED = "#003580", "#e07b00", "#8c8c8c", "#b00020"
 
 
-def _layout(fig: go.Figure, title: str, y_title: str = "", height: int = 380) -> go.Figure:
+def _layout(fig: go.Figure, title: str, y_title: str = "", height: int = 380, months_on_x: bool = False) -> go.Figure:
     fig.update_layout(
         title=title, height=height, separators=", ", template="plotly_white",
         margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18), yaxis_title=y_title,
     )
-    fig.update_xaxes(tickformat="%m/%Y")  # month numbers, not English month names (ignored on category axes)
+    if months_on_x:
+        fig.update_xaxes(tickformat="%m/%Y")  # month numbers, not English month names
     return fig
 
 
@@ -86,7 +87,7 @@ def monthly_kpi(con: duckdb.DuckDBPyConnection, indicator: str) -> go.Figure:
     ))
     _add_target_lines(fig, _targets(con, indicator))
     title = "Asiakastyytyväisyys kuukausittain (kohtaamis- ja jälkikyselyt)" if indicator == SATISFACTION else "Käsittelyaika kuukausittain"
-    return _layout(fig, title, "keskiarvo (1–5)" if indicator == SATISFACTION else "päivää")
+    return _layout(fig, title, "keskiarvo (1–5)" if indicator == SATISFACTION else "päivää", months_on_x=True)
 
 
 def processing_time_mean_median(con: duckdb.DuckDBPyConnection) -> go.Figure:
@@ -98,7 +99,7 @@ def processing_time_mean_median(con: duckdb.DuckDBPyConnection) -> go.Figure:
     fig.add_trace(go.Scatter(x=months["month"], y=months["median_days"], name="Mediaani", line=dict(color=ORANGE)))
     fig.add_trace(go.Scatter(x=months["month"], y=months["p90_days"], name="90 % persentiili", line=dict(color=GREY, dash="dot")))
     _add_target_lines(fig, _targets(con, PROCESSING_TIME))
-    return _layout(fig, "Käsittelyaika kuukausittain: keskiarvo, mediaani ja 90 % persentiili", "päivää")
+    return _layout(fig, "Käsittelyaika kuukausittain: keskiarvo, mediaani ja 90 % persentiili", "päivää", months_on_x=True)
 
 
 def share_within_30_days(con: duckdb.DuckDBPyConnection) -> go.Figure:
@@ -107,7 +108,7 @@ def share_within_30_days(con: duckdb.DuckDBPyConnection) -> go.Figure:
     ).pl()
     fig = go.Figure(go.Bar(x=months["month"], y=months["share_within_30_days"], marker_color=BLUE, name="Osuus"))
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
-    return _layout(fig, "30 päivässä tehtyjen päätösten osuus", "osuus päätöksistä")
+    return _layout(fig, "30 päivässä tehtyjen päätösten osuus", "osuus päätöksistä", months_on_x=True)
 
 
 def _latest_year(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int | None:
@@ -157,7 +158,7 @@ def satisfaction_by_survey(con: duckdb.DuckDBPyConnection) -> go.Figure:
             fig.add_trace(go.Scatter(x=part["month"], y=part["mean_score"], mode="lines+markers", name=survey,
                                      line=dict(color=color), customdata=part["n"],
                                      hovertemplate="%{x|%m/%Y}: %{y:.2f} (n = %{customdata})<extra>" + survey + "</extra>"))
-    return _layout(fig, f"Asiakastyytyväisyys kyselytyypeittäin (solut alle {MIN_CELL_RESPONSES} vastausta piilotettu)", "keskiarvo (1–5)")
+    return _layout(fig, f"Asiakastyytyväisyys kyselytyypeittäin (solut alle {MIN_CELL_RESPONSES} vastausta piilotettu)", "keskiarvo (1–5)", months_on_x=True)
 
 
 def satisfaction_by_instrument(con: duckdb.DuckDBPyConnection) -> go.Figure:
@@ -206,6 +207,7 @@ def rejections_by_rule(con: duckdb.DuckDBPyConnection) -> go.Figure:
     rows = con.sql("SELECT rule, count(DISTINCT (file_id, line)) AS n FROM quality.quarantine GROUP BY 1 ORDER BY n").pl()
     labels = [fi.RULES_FI.get(rule, rule) for rule in rows["rule"]]
     fig = go.Figure(go.Bar(x=rows["n"], y=labels, orientation="h", marker_color=ORANGE, name="Hylättyjä rivejä"))
+    fig.update_xaxes(tickformat="d")
     return _layout(fig, "Hylätyt rivit säännöittäin", "", height=max(300, 60 + 35 * rows.height))
 
 
@@ -216,4 +218,5 @@ def rows_by_file(con: duckdb.DuckDBPyConnection) -> go.Figure:
     fig.add_trace(go.Bar(y=labels, x=rows["rows_valid"], orientation="h", name="Hyväksytty", marker_color=BLUE))
     fig.add_trace(go.Bar(y=labels, x=rows["rows_rejected"], orientation="h", name="Hylätty", marker_color=ORANGE))
     fig.update_layout(barmode="stack")
+    fig.update_xaxes(tickformat="d")
     return _layout(fig, "Rivit tiedostoittain", "", height=max(300, 80 + 35 * rows.height))

@@ -7,8 +7,6 @@ path, so the folder works from disk with no network.
 from __future__ import annotations
 
 import html
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from dashboards import figures
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
-from keha_maksatus.publish import replace_directory
+from keha_maksatus.publish import new_build_directory, replace_directory
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -92,9 +90,7 @@ def render_page(page: Page, con: duckdb.DuckDBPyConnection) -> str:
 def build_dashboards(published_path: Path, out_dir: Path) -> list[Path]:
     """Write every page and plotly.js into out_dir (replaced as a whole)."""
     out_dir = Path(out_dir)
-    build = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.building")
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir(parents=True)
+    build = new_build_directory(out_dir)
     con = duckdb.connect(str(published_path), read_only=True)
     try:
         for page in PAGES:

@@ -3,8 +3,6 @@ number formats, .csv with `;` and decimal comma, and Parquet with the warehouse'
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -12,7 +10,7 @@ import polars as pl
 import xlsxwriter
 
 from keha_maksatus.finnish import HEADERS_FI
-from keha_maksatus.publish import replace_directory
+from keha_maksatus.publish import new_build_directory, replace_directory
 
 EXPORTED_TABLES = (
     "kpi.quality_section",
@@ -39,9 +37,7 @@ def finnish_headers(frame: pl.DataFrame) -> pl.DataFrame:
 def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
     """Write every KPI table in three formats into out_dir (replaced as a whole)."""
     out_dir = Path(out_dir)
-    build = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.building")
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir(parents=True)
+    build = new_build_directory(out_dir)
     con = duckdb.connect(str(published_path), read_only=True)
     try:
         frames = {table: con.sql(f"SELECT * FROM {table}").pl() for table in EXPORTED_TABLES}

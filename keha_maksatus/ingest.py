@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from keha_maksatus import landing, warehouse
+from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
 from keha_maksatus.privacy import mask_free_text, pseudonymise_column
 from keha_maksatus.readers import UnreadableFile, read_export
@@ -118,6 +118,7 @@ def ingest_file(
         file_id = _log(con, item, digest, outcome, extract_date, read, result.extra_columns)
         _store_rows(con, kind.name, file_id, valid)
         _store_rejections(con, file_id, item.name, result.rejections)
+        failpoints.reach("ingest")  # mid-transaction: nothing of this file may stay
     return outcome
 
 

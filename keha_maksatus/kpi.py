@@ -11,6 +11,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
+from keha_maksatus import failpoints
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION, Settings
 
 MIN_CELL_RESPONSES = 5  # satisfaction cells with fewer responses are suppressed
@@ -186,6 +187,7 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
     finally:
         for name in ("periods_frame", "targets_frame", "labels_frame"):
             con.unregister(name)
+    failpoints.reach("kpi")  # quality section rebuilt, breakdowns not yet
     _build_breakdowns(con, as_of)
     return {
         table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from keha_maksatus import kpi, warehouse
+from keha_maksatus import failpoints, kpi, warehouse
 
 PUBLISHED_TABLES = (
     *kpi.TABLE_COMMENTS,
@@ -80,17 +80,23 @@ def check_data_volume(con: duckdb.DuckDBPyConnection, published_path: Path, min_
     return VolumeCheck(True, new, old, "; ".join(f"{k}: {new[k]} rows (published {old[k]})" for k in VOLUME_TABLES))
 
 
-def staging_path(published_path: Path) -> Path:
-    published_path = Path(published_path)
-    return published_path.with_name(f".{published_path.name}.{os.getpid()}.publishing")
+def staging_path(target: Path, suffix: str = "publishing") -> Path:
+    """A hidden build path beside target, unique to this process."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{os.getpid()}.{suffix}")
 
 
-def remove_stale_builds(published_path: Path) -> list[Path]:
-    """Half-written builds left by a crashed run."""
-    published_path = Path(published_path)
-    stale = list(published_path.parent.glob(f".{published_path.name}.*.publishing*"))
+def remove_stale_builds(target: Path) -> list[Path]:
+    """Half-written builds of target left by a crashed run (files or folders)."""
+    target = Path(target)
+    stale = list(target.parent.glob(f".{target.name}.*.publishing*")) + list(target.parent.glob(f".{target.name}.*.building"))
+    old = target.with_name(f".{target.name}.old")
+    stale += [old] if old.exists() else []
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return stale
 
 
@@ -118,6 +124,7 @@ def publish(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | 
     finally:
         con.execute("DETACH publishing")
     _describe(build)
+    failpoints.reach("publish")  # the new file is written but not yet in place
     with build.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(build, published_path)
@@ -140,8 +147,17 @@ def _describe(path: Path) -> None:
         con.close()
 
 
+def new_build_directory(target: Path) -> Path:
+    """An empty hidden folder beside target to build a new version of it in."""
+    remove_stale_builds(target)
+    build = staging_path(target, "building")
+    build.mkdir(parents=True)
+    return build
+
+
 def replace_directory(build: Path, target: Path) -> None:
     """Move a finished output folder onto target; the old one is removed after the swap."""
+    failpoints.reach("outputs")
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

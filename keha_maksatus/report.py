@@ -7,7 +7,6 @@ the published warehouse, so they always say the same thing.
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import duckdb
 from keha_maksatus import finnish as fi
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
 from keha_maksatus.kpi import MIN_CELL_RESPONSES
+from keha_maksatus.publish import new_build_directory, replace_directory
 
 TREND_MONTHS = 12
 REPORT_NAME = "laatuosio"
@@ -227,12 +227,8 @@ def write_report(published_path: Path, out_dir: Path) -> list[Path]:
         blocks = build_report(con)
     finally:
         con.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    build = new_build_directory(out_dir)
     for suffix, text in ((".md", render_markdown(blocks)), (".html", render_html(blocks))):
-        path = out_dir / f"{REPORT_NAME}{suffix}"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-        paths.append(path)
-    return paths
+        (build / f"{REPORT_NAME}{suffix}").write_text(text, encoding="utf-8")
+    replace_directory(build, out_dir)
+    return [out_dir / f"{REPORT_NAME}.md", out_dir / f"{REPORT_NAME}.html"]

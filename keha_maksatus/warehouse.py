@@ -13,6 +13,8 @@ from typing import Iterator
 
 import duckdb
 
+from keha_maksatus import failpoints
+
 SCHEMAS = ("staging", "core", "kpi", "quality")
 
 DDL = """
@@ -220,6 +222,7 @@ def rebuild_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
         ORDER BY s.{id_column}
         """
     )
+    failpoints.reach("validate")
     return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
 
 
