@@ -27,6 +27,7 @@ RULES_FI = {
     "paatos_required_when_decided": "päätös puuttuu, vaikka päätöspäivä on annettu",
     "paatos_empty_when_pending": "päätös annettu, vaikka päätöspäivä puuttuu",
     "score_1_to_5_or_EOS": "arvosana ei ole 1–5 tai EOS",
+    "too_many_fields": "rivillä enemmän kenttiä kuin otsikossa",
 }
 STATUS_FI = {
     "ingested": "käytössä",

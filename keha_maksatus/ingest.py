@@ -90,7 +90,7 @@ def ingest_file(
         return outcome
     try:
         read = read_export(item.path)
-        result = validate_export(read.frame, kind, extract_date)
+        result = validate_export(read.frame, kind, extract_date, spreadsheet=read.file_format == "xlsx")
     except UnreadableFile as error:
         outcome = FileOutcome(item.name, UNREADABLE, kind.name, reason=str(error))
         with warehouse.transaction(con):

@@ -54,6 +54,18 @@ def parse_date(column: str) -> pl.Expr:
     )
 
 
+def excel_serial_as_iso(column: str) -> pl.Expr:
+    """A spreadsheet cell holding a date as its serial number (days since 30.12.1899, the
+    fraction being the time of day) as ISO text; other text unchanged. Only serials of
+    the years 1950-2099 are taken as dates."""
+    text = pl.col(column).str.strip_chars()
+    serial = pl.when(text.str.contains(r"^\d{5}(\.\d+)?$")).then(text.cast(pl.Float64, strict=False))
+    in_range = (serial >= 18264) & (serial < 73051)
+    moment = pl.datetime(1899, 12, 30) + pl.duration(milliseconds=(serial * 86_400_000).round(0).cast(pl.Int64))
+    iso = pl.when(serial.mod(1) == 0).then(moment.dt.strftime("%Y-%m-%d")).otherwise(moment.dt.strftime("%Y-%m-%d %H:%M:%S"))
+    return pl.when(in_range).then(iso).otherwise(pl.col(column)).alias(column)
+
+
 def parse_datetime(column: str) -> pl.Expr:
     """A date, or a date-time `d.m.yyyy hh:mm[:ss]` / ISO, as Datetime (seconds)."""
     text = clean_text(column).str.replace("T", " ", literal=True).str.replace(r"\.\d+$", "")

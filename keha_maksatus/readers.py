@@ -14,6 +14,8 @@ from pathlib import Path
 import polars as pl
 
 LINE = "line"
+EXTRA_FIELDS = "_extra_fields"  # fields beyond the header's width, joined; null on a regular row
+_EXTRA_WIDTH = 2  # how many surplus fields are read to detect (and keep) a ragged row
 CSV_SUFFIXES = {".csv", ".txt"}
 EXCEL_SUFFIXES = {".xlsx"}
 PARQUET_SUFFIXES = {".parquet"}
@@ -110,16 +112,32 @@ def _read_csv(path: Path) -> ReadResult:
         raise UnreadableFile("no header line")
     separator = detect_separator(header_line)
     try:
-        frame = pl.read_csv(source, separator=separator, infer_schema=False, quote_char='"')
+        frame = _read_csv_text(source, separator)
     except pl.exceptions.ComputeError as error:
         if encoding == "utf-8" and "utf-8" in str(error).lower():
             # Valid UTF-8 at the start, not further on: a Windows-1252 file.
             encoding = "cp1252"
             source = path.read_bytes().decode("cp1252", errors="strict").encode("utf-8")
-            frame = pl.read_csv(source, separator=separator, infer_schema=False, quote_char='"')
+            frame = _read_csv_text(source, separator)
         else:
             raise
     return ReadResult(_with_lines(frame), "csv", encoding, separator)
+
+
+def _read_csv_text(source: Path | bytes, separator: str) -> pl.DataFrame:
+    """All fields as text. Read a little wider than the header so that a row with too
+    many fields is caught (its surplus goes to EXTRA_FIELDS) rather than cut silently."""
+    header = pl.read_csv(source, separator=separator, infer_schema=False, quote_char='"', n_rows=0).columns
+    width = len(header) + _EXTRA_WIDTH
+    frame = pl.read_csv(
+        source, separator=separator, has_header=False, infer_schema=False, quote_char='"',
+        schema={f"_field{i}": pl.String for i in range(width)}, missing_columns="insert", truncate_ragged_lines=True,
+    ).slice(1)
+    surplus = [f"_field{i}" for i in range(len(header), width)]
+    return frame.select(
+        *[pl.col(f"_field{i}").alias(name) for i, name in enumerate(header)],
+        pl.concat_str(surplus, separator=separator, ignore_nulls=True).replace("", None).alias(EXTRA_FIELDS),
+    )
 
 
 def _read_excel(path: Path) -> pl.DataFrame:

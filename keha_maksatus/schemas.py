@@ -51,6 +51,10 @@ class ExportKind:
         return [c.name for c in self.columns]
 
     @property
+    def date_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.parse in (parsing.parse_date, parsing.parse_datetime)]
+
+    @property
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
 
@@ -72,7 +76,8 @@ class DecisionModel(pa.DataFrameModel):
 
     @pa.check("asiakastunnus", name="checksum_hetu_or_ytunnus")
     def customer_id_checksum(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(is_valid_customer_id(pl.col(data.key)))
+        column = pl.col(data.key)
+        return data.lazyframe.select(column.is_null() | is_valid_customer_id(column))  # null: see `required`
 
     @pa.dataframe_check(name="paatetty_not_before_saapunut")
     def decided_after_received(cls, data: pa.PolarsData) -> pl.LazyFrame:

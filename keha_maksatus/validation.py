@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
+from keha_maksatus import parsing
 from keha_maksatus.privacy import mask_free_text
-from keha_maksatus.readers import LINE, UnreadableFile
+from keha_maksatus.readers import EXTRA_FIELDS, LINE, UnreadableFile
 from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, RULE_NAMES, ExportKind
 
+RAGGED_COLUMN = "(extra fields)"
 REJECTION_SCHEMA = {LINE: pl.Int64, "column": pl.String, "rule": pl.String, "raw_value": pl.String}
 
 
@@ -35,15 +37,22 @@ class ValidationResult:
         return self.valid.height
 
 
-def validate_export(frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date) -> ValidationResult:
-    """Validate an all-text frame (as from readers.read_export) of the given kind."""
+def validate_export(
+    frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date, spreadsheet: bool = False
+) -> ValidationResult:
+    """Validate an all-text frame (as from readers.read_export) of the given kind.
+
+    `spreadsheet`: the rows come from an .xlsx, whose date cells may hold serial numbers."""
     missing = [c for c in kind.required_columns if c not in frame.columns]
     if missing:
         raise UnreadableFile(f"missing required columns: {', '.join(missing)} (found: {', '.join(c for c in frame.columns if c != LINE)})")
-    extra = [c for c in frame.columns if c not in kind.column_names and c != LINE]
+    extra = [c for c in frame.columns if c not in kind.column_names and c not in (LINE, EXTRA_FIELDS)]
+    ragged = _ragged_rows(frame)
     frame = frame.with_columns(
         pl.lit(None, dtype=pl.String).alias(c) for c in kind.column_names if c not in frame.columns
     ).select(LINE, *kind.column_names)
+    if spreadsheet:
+        frame = frame.with_columns(parsing.excel_serial_as_iso(c) for c in kind.date_columns)
 
     typed = frame.select(
         LINE,
@@ -64,10 +73,22 @@ def validate_export(frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date
         ~pl.col("rule").is_in(list(DATAFRAME_CHECK_COLUMNS)) | ~pl.col(LINE).is_in(parse_failures[LINE].implode())
     )
     failures = pl.concat([parse_failures, schema_failures]).sort(LINE, "column")
-    rejections = _attach_raw_values(failures, frame)
+    rejections = pl.concat([_attach_raw_values(failures, frame), ragged]).sort(LINE, "column")
 
     valid = typed.join(rejections.select(LINE).unique(), on=LINE, how="anti").drop("extract_date", strict=False)
     return ValidationResult(valid=valid, rejections=rejections, rows_read=frame.height, extra_columns=extra)
+
+
+def _ragged_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows with more fields than the header: rejected, their surplus kept as raw value."""
+    if EXTRA_FIELDS not in frame.columns:
+        return pl.DataFrame(schema=REJECTION_SCHEMA)
+    return frame.filter(pl.col(EXTRA_FIELDS).is_not_null()).select(
+        LINE,
+        pl.lit(RAGGED_COLUMN).alias("column"),
+        pl.lit("too_many_fields").alias("rule"),
+        mask_free_text(pl.col(EXTRA_FIELDS)).alias("raw_value"),
+    )
 
 
 def _parse_failures(frame: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:

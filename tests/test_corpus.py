@@ -1,0 +1,99 @@
+"""The bad-input corpus: every case in tests/corpus/ runs, balances its books, quarantines
+what it must, and its KPIs equal those computed from its valid rows alone."""
+
+import datetime as dt
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.kpi import OFFICIAL_SURVEYS
+
+from conftest import build_working, quality_row
+
+CORPUS = Path(__file__).parent / "corpus"
+CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
+
+
+def test_corpus_has_at_least_thirty_cases():
+    assert len(CASES) >= 30
+
+
+def latest_valid_rows(con, kind: str, id_column: str) -> dict[str, dict]:
+    """Valid rows of used files, the latest extract (file-name order) per id: computed here
+    in Python, independently of the pipeline's SQL."""
+    cursor = con.execute(
+        f"SELECT l.file_name, l.file_id, s.* FROM staging.{kind} s JOIN quality.ingest_log l USING (file_id) WHERE l.status = 'ingested'"
+    )
+    names = [d[0] for d in cursor.description]
+    latest: dict[str, dict] = {}
+    for values in cursor.fetchall():
+        row = dict(zip(names, values))
+        key = (row["file_name"], row["file_id"])
+        if row[id_column] not in latest or key > latest[row[id_column]]["_key"]:
+            latest[row[id_column]] = {**row, "_key": key}
+    return latest
+
+
+def reference_kpis(con, periods) -> dict[tuple[str, str], tuple[int, float | None]]:
+    decisions = latest_valid_rows(con, "decisions", "hakemus_id").values()
+    feedback = latest_valid_rows(con, "feedback", "vastaus_id").values()
+    expected = {}
+    for label, start, end in periods:
+        days = [(r["paatetty"] - r["saapunut"]).days for r in decisions if r["paatetty"] and start <= r["paatetty"] <= end]
+        scores = [
+            r["arvosana"] for r in feedback
+            if r["palvelu"] == "maksatus" and r["kysely"] in OFFICIAL_SURVEYS and r["arvosana"] is not None
+            and start <= r["vastattu"].date() <= end
+        ]
+        expected[(PROCESSING_TIME, label)] = (len(days), sum(days) / len(days) if days else None)
+        expected[(SATISFACTION, label)] = (len(scores), sum(scores) / len(scores) if scores else None)
+    return expected
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_corpus_case(case, tmp_path):
+    folder = CORPUS / case
+    expected = tomllib.loads((folder / "expected.toml").read_text(encoding="utf-8"))
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for path in folder.iterdir():
+        if path.name != "expected.toml":
+            shutil.copy(path, landing / path.name)
+
+    con = build_working(landing, tmp_path / "w.duckdb", today=dt.date(2022, 6, 30))  # the run finishes
+    try:
+        log = {r[0]: r[1:] for r in con.execute(
+            "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM quality.ingest_log"
+        ).fetchall()}
+        assert set(log) == {f["name"] for f in expected["file"]}
+        for f in expected["file"]:
+            status, read, valid, rejected, reason = log[f["name"]]
+            assert (status, read, valid, rejected) == (f["status"], f["rows_read"], f["rows_valid"], f["rows_rejected"]), (f["name"], reason)
+            assert read == valid + rejected
+            if status != "ingested":
+                assert reason, f"{f['name']}: a file held back must say why"
+
+        quarantine = con.execute("SELECT file_name, line, column_name, rule, raw_value FROM quality.quarantine").fetchall()
+        assert all(file and line >= 2 and column and rule for file, line, column, rule, _ in quarantine)
+        assert {q[:4] for q in quarantine} == {(r["file"], r["line"], r["column"], r["rule"]) for r in expected.get("rejection", [])}
+        for name, (_, _, _, rejected, _) in log.items():
+            assert len({q[1] for q in quarantine if q[0] == name}) == rejected
+
+        for check in expected.get("core", []):
+            table, id_column = ("feedback", "vastaus_id") if check["id"].startswith("V") else ("decisions", "hakemus_id")
+            value = con.execute(f"SELECT {check['field']} FROM core.{table} WHERE {id_column} = ?", [check["id"]]).fetchall()
+            assert len(value) == 1, check
+            want = None if check.get("null") else check["value"]
+            got = value[0][0].isoformat() if isinstance(value[0][0], dt.date) else value[0][0]
+            assert got == want, check
+
+        periods = con.execute("SELECT DISTINCT period_label, period_start, period_end FROM kpi.quality_section").fetchall()
+        for (indicator, label), (n, value) in reference_kpis(con, periods).items():
+            row = quality_row(con, indicator, label)
+            assert row["n"] == n, (indicator, label)
+            assert row["value"] == pytest.approx(value), (indicator, label)
+    finally:
+        con.close()
