@@ -55,6 +55,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         print("\nThe run did not publish; the previously published warehouse is unchanged.", file=sys.stderr)
         for line in failures["blocking"] + failures["steps"]:
             print(f"  - {line}", file=sys.stderr)
+        print(f"Dagster run: {result.run_id} (the Dagster UI shows its steps and checks: make dev)", file=sys.stderr)
         return 1
     for line in failures["errors"]:
         print(f"ERROR check: {line}", file=sys.stderr)

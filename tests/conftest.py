@@ -54,6 +54,18 @@ def build_working(landing: Path, db_path: Path, today: dt.date | None = None) ->
     return con
 
 
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory) -> Path:
+    """The whole Dagster job on the bundled sample, as `make run` runs it; the published file."""
+    from keha_maksatus.config import DEFAULT_LANDING
+    from pipelines.definitions import build_definitions
+
+    published = tmp_path_factory.mktemp("sample_warehouse") / "maksatus.duckdb"
+    result = build_definitions(str(DEFAULT_LANDING), str(published)).resolve_job_def("nightly").execute_in_process()
+    assert result.success
+    return published
+
+
 @pytest.fixture
 def landing(tmp_path: Path) -> Path:
     folder = tmp_path / "landing"

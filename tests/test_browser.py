@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from dashboards.pages import PAGES
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.publish import output_folders
 from keha_maksatus.report import REPORT_NAME
-from pipelines.definitions import build_definitions, defs
+from pipelines.definitions import defs
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "build" / "screenshots"
@@ -41,12 +42,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def sample_outputs(tmp_path_factory) -> Path:
-    """The whole pipeline on the bundled sample, as `make run` runs it."""
-    published = tmp_path_factory.mktemp("warehouse") / "maksatus.duckdb"
-    result = build_definitions(str(DEFAULT_LANDING), str(published)).resolve_job_def("nightly").execute_in_process()
-    assert result.success
-    return published
+def sample_outputs(sample_warehouse) -> Path:
+    return sample_warehouse
 
 
 def open_page(browser, url: str, viewport=(1300, 900)):
@@ -98,10 +95,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_dagster_ui_lists_the_assets_and_checks(browser, tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+@contextmanager
+def dagster_webserver(home: Path):
+    """The real webserver on a free loopback port over the instance in `home`; stopped
+    with SIGTERM at the end, which it must obey."""
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)],
@@ -120,7 +117,27 @@ def test_dagster_ui_lists_the_assets_and_checks(browser, tmp_path):
             assert server.poll() is None, server.stdout.read().decode()
             assert time.time() < deadline, "webserver did not answer in 90 s"
             time.sleep(0.5)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise AssertionError("the webserver did not stop on SIGTERM")
+    assert code in (0, -signal.SIGTERM)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}/server_info", timeout=2)
 
+
+def dagster_home(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return folder
+
+
+def test_dagster_ui_lists_the_assets_and_checks(browser, tmp_path):
+    with dagster_webserver(dagster_home(tmp_path / "dagster_home")) as base:
         specs = list(defs.resolve_all_asset_specs())
         for group in sorted({spec.group_name for spec in specs}):
             page, errors = open_page(browser, f"{base}/locations/keha_maksatus/asset-groups/{group}", viewport=(1600, 4000))
@@ -145,13 +162,30 @@ def test_dagster_ui_lists_the_assets_and_checks(browser, tmp_path):
                     page.get_by_text(name, exact=True).first.wait_for(timeout=30000)
             finally:
                 page.close()
-    finally:
-        server.send_signal(signal.SIGTERM)
+
+
+def test_failed_run_keeps_the_warehouse_and_the_ui_says_why(browser, tmp_path):
+    home = dagster_home(tmp_path / "dagster_home")
+    landing, published = tmp_path / "landing", tmp_path / "wh" / "maksatus.duckdb"
+    shutil.copytree(DEFAULT_LANDING, landing)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "KEHA_PSEUDONYM_KEY": "ui-test"}
+    command = [str(Path(sys.executable).parent / "keha-maksatus"), "run", "--landing", str(landing), "--warehouse", str(published)]
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    before = published.read_bytes()
+    shutil.rmtree(published.parent / ".work")  # the working state is lost ...
+    for path in landing.glob("maksatuspaatokset_2021*"):  # ... and a year of exports with it
+        path.unlink()
+    failed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert failed.returncode == 1 and published.read_bytes() == before
+    run_id = failed.stderr.split("Dagster run: ")[1].split()[0]
+
+    with dagster_webserver(home) as base:
+        page, _ = open_page(browser, f"{base}/runs/{run_id}?logs=type:ASSET_CHECK_EVALUATION", viewport=(1600, 1200))
         try:
-            code = server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise AssertionError("the webserver did not stop on SIGTERM")
-    assert code in (0, -signal.SIGTERM)
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"{base}/server_info", timeout=2)
+            page.get_by_text("markedly less data", exact=False).first.wait_for(timeout=30000)
+            text = page.inner_text("body")
+            assert "Failure" in text and "quality_section_enough_data_to_publish" in text
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "dagster_failed_run.png"))
+        finally:
+            page.close()

@@ -5,8 +5,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from keha_maksatus.config import DEFAULT_LANDING
-from pipelines.definitions import build_definitions
 
 QUERIES = Path(__file__).resolve().parents[1] / "docs" / "example_queries.sql"
 
@@ -21,13 +19,6 @@ def example_queries() -> list[tuple[str, str]]:
             question = [line for line in lines if line.startswith("--")][-1].lstrip("- ")
             found.append((question, sql))
     return found
-
-
-@pytest.fixture(scope="module")
-def sample_warehouse(tmp_path_factory) -> Path:
-    published = tmp_path_factory.mktemp("wh") / "maksatus.duckdb"
-    assert build_definitions(str(DEFAULT_LANDING), str(published)).resolve_job_def("nightly").execute_in_process().success
-    return published
 
 
 @pytest.mark.parametrize("question, sql", example_queries(), ids=[q for q, _ in example_queries()])

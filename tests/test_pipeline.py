@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -209,3 +210,36 @@ def test_sensor_waits_for_files_to_stop_changing(tmp_path):
 def test_build_definitions_takes_paths(tmp_path):
     built = build_definitions(str(tmp_path / "in"), str(tmp_path / "out.duckdb"))
     assert built.resources["warehouse"].landing_dir == str(tmp_path / "in")
+
+
+def test_sensor_never_picks_up_a_file_still_being_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("KEHA_LANDING_QUIET_SECONDS", "1")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    resources = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_path=str(tmp_path / "wh.duckdb"))}
+    path = landing / "maksatuspaatokset_2022-12-31.csv"
+    stop = threading.Event()
+
+    def slow_writer():
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write(DECISION_HEADER + "\n")
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                handle.write(decision(f"S{i}", "1.2.2022") + "\n")
+                handle.flush()
+                time.sleep(0.1)
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    try:
+        for _ in range(15):  # 3 s of writing: never a run
+            with dg.build_sensor_context(resources=resources) as context:
+                assert isinstance(new_exports_sensor(context), dg.SkipReason)
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        writer.join()
+    time.sleep(1.3)
+    with dg.build_sensor_context(resources=resources) as context:
+        assert isinstance(new_exports_sensor(context), dg.RunRequest)
