@@ -42,23 +42,36 @@ def is_valid_ytunnus(code: str) -> bool:
     return bool(match) and ytunnus_check_digit(match.group(1)) == int(match.group(2))
 
 
-def _hetu_valid_expr(code: pl.Expr) -> pl.Expr:
-    number = (code.str.slice(0, 6) + code.str.slice(7, 3)).cast(pl.Int64, strict=False)
-    expected = pl.lit(HETU_CHECK_CHARS).str.slice((number % 31).cast(pl.Int64), 1)
-    return code.str.contains(HETU_PATTERN) & (code.str.slice(10, 1) == expected)
-
-
-def _ytunnus_valid_expr(code: pl.Expr) -> pl.Expr:
-    weighted = pl.sum_horizontal(
-        [code.str.slice(i, 1).cast(pl.Int64, strict=False) * w for i, w in enumerate(YTUNNUS_WEIGHTS)]
+def customer_id_validity(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """One boolean column, `column`: is the (trimmed, upper-cased) text a checksum-valid
+    hetu or Y-tunnus? Computed in stages, as polars would recompute a shared
+    sub-expression at each use."""
+    code = pl.col("code")
+    return (
+        frame.select(pl.col(column).str.strip_chars().str.to_uppercase().alias("code"))
+        .with_columns(
+            hetu_form=code.str.contains(HETU_PATTERN),
+            hetu_number=(code.str.slice(0, 6) + code.str.slice(7, 3)).cast(pl.Int64, strict=False),
+            ytunnus_form=code.str.contains(YTUNNUS_PATTERN),
+            body=code.str.slice(0, 7).cast(pl.Int64, strict=False),
+            given_digit=code.str.slice(8, 1).cast(pl.Int64, strict=False),
+        )
+        .with_columns(
+            hetu_check=(pl.col("hetu_number") % 31).replace_strict(dict(enumerate(HETU_CHECK_CHARS)), default=None, return_dtype=pl.String),
+            # digit i of the 7-digit body by arithmetic, not seven string slices
+            rest=pl.sum_horizontal([(pl.col("body") // 10 ** (6 - i)) % 10 * w for i, w in enumerate(YTUNNUS_WEIGHTS)]) % 11,
+        )
+        .select(
+            (
+                (pl.col("hetu_form") & (code.str.slice(10, 1) == pl.col("hetu_check")))
+                | (pl.col("ytunnus_form") & (pl.col("rest") != 1) & (pl.col("given_digit") == (11 - pl.col("rest")) % 11))
+            ).fill_null(False).alias(column)
+        )
     )
-    rest = weighted % 11
-    expected = pl.when(rest == 0).then(0).when(rest == 1).then(None).otherwise(11 - rest)
-    given = code.str.slice(8, 1).cast(pl.Int64, strict=False)
-    return code.str.contains(YTUNNUS_PATTERN) & (given == expected).fill_null(False)
 
 
 def is_valid_customer_id(code: pl.Expr) -> pl.Expr:
-    """True where the (trimmed, upper-cased) text is a checksum-valid hetu or Y-tunnus."""
-    normalised = code.str.strip_chars().str.to_uppercase()
-    return (_hetu_valid_expr(normalised) | _ytunnus_valid_expr(normalised)).fill_null(False)
+    """The same test as an expression, for small frames and tests."""
+    return code.map_batches(
+        lambda s: customer_id_validity(s.to_frame("c").lazy(), "c").collect()["c"], return_dtype=pl.Boolean
+    )

@@ -16,7 +16,7 @@ import polars as pl
 
 from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
-from keha_maksatus.privacy import mask_free_text, pseudonymise_column
+from keha_maksatus.privacy import mask_free_text, pseudonym_sql
 from keha_maksatus.readers import UnreadableFile, read_export
 from keha_maksatus.schemas import kind_of_file
 from keha_maksatus.validation import validate_export
@@ -66,7 +66,7 @@ def ingest_landing(
 def _logged_name(con: duckdb.DuckDBPyConnection, name: str, digest: str) -> bool:
     return bool(
         con.execute(
-            "SELECT count(*) FROM quality.ingest_log WHERE file_name = ? AND content_sha256 = ?", [name, digest]
+            "SELECT count(*) FROM state.ingest.log WHERE file_name = ? AND content_sha256 = ?", [name, digest]
         ).fetchall()[0][0]
     )
 
@@ -113,27 +113,22 @@ def ingest_file(
             f"({result.rows_rejected / result.rows_read:.0%} > {settings.max_rejected_share:.0%}): "
             "a changed export format, not bad rows; none of its rows are used"
         )
-    valid = _protect(result.valid, kind.name, key)
+    valid = result.valid
+    if kind.name == "feedback":
+        valid = valid.with_columns(mask_free_text(pl.col("vapaa_teksti")))
     with warehouse.transaction(con):
         file_id = _log(con, item, digest, outcome, extract_date, read, result.extra_columns)
-        _store_rows(con, kind.name, file_id, valid)
+        _store_rows(con, kind.name, file_id, valid, key)
         _store_rejections(con, file_id, item.name, result.rejections)
         failpoints.reach("ingest")  # mid-transaction: nothing of this file may stay
     return outcome
-
-
-def _protect(valid: pl.DataFrame, kind: str, key: bytes) -> pl.DataFrame:
-    """Pseudonymise customer ids and mask free text before anything is stored."""
-    if kind == "decisions":
-        return pseudonymise_column(valid, "asiakastunnus", key).rename({"asiakastunnus": "asiakas_hash"})
-    return valid.with_columns(mask_free_text(pl.col("vapaa_teksti")))
 
 
 def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_columns=None) -> int:
     file_id = warehouse.next_file_id(con)
     con.execute(
         """
-        INSERT INTO quality.ingest_log VALUES
+        INSERT INTO state.ingest.log VALUES
         (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
         """,
         [
@@ -147,13 +142,23 @@ def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_colu
     return file_id
 
 
-def _store_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, valid: pl.DataFrame) -> None:
+def _store_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, valid: pl.DataFrame, key: bytes) -> None:
+    """Valid rows into staging; the customer id is replaced by its pseudonym on the way."""
     if valid.is_empty():
         return
-    rows = valid.with_columns(pl.lit(file_id, dtype=pl.Int32).alias("file_id")).select(warehouse.STAGING_COLUMNS[kind])
-    con.register("incoming_rows", rows)
+    con.register("incoming_rows", valid)
     try:
-        con.execute(f"INSERT INTO staging.{kind} BY NAME SELECT * FROM incoming_rows")
+        columns, params = [], []
+        for column in warehouse.STAGING_COLUMNS[kind]:
+            if column == "file_id":
+                columns.append(f"{int(file_id)} AS file_id")
+            elif column == "asiakas_hash":
+                expression, key_params = pseudonym_sql("asiakastunnus", key)
+                columns.append(f"{expression} AS asiakas_hash")
+                params += key_params
+            else:
+                columns.append(column)
+        con.execute(f"INSERT INTO state.staging.{kind} BY NAME SELECT {', '.join(columns)} FROM incoming_rows", params)
     finally:
         con.unregister("incoming_rows")
 
@@ -171,6 +176,6 @@ def _store_rejections(con: duckdb.DuckDBPyConnection, file_id: int, file_name: s
     )
     con.register("incoming_rejections", rows)
     try:
-        con.execute("INSERT INTO quality.quarantine BY NAME SELECT * FROM incoming_rejections")
+        con.execute("INSERT INTO state.ingest.quarantine BY NAME SELECT * FROM incoming_rejections")
     finally:
         con.unregister("incoming_rejections")

@@ -100,30 +100,28 @@ def remove_stale_builds(target: Path) -> list[Path]:
     return stale
 
 
-def publish(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None = None) -> Path:
-    """Copy the published tables into a new file and move it onto `published_path`."""
+def publish(con: duckdb.DuckDBPyConnection, release_file: Path, published_path: Path, run_id: str | None = None) -> Path:
+    """Publish the release file: stamp and describe it, checkpoint it, copy it beside the
+    published file, check the copy opens, and move it onto `published_path`."""
     published_path = Path(published_path)
     published_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(published_path)
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE meta.publication AS
+        SELECT ?::TIMESTAMP AS published_at, ?::DATE AS as_of, ?::VARCHAR AS run_id,
+               (SELECT count(*) FROM core.decisions) AS decisions,
+               (SELECT count(*) FROM core.feedback) AS responses
+        """,
+        [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kpi.as_of_date(con), run_id],
+    )
+    tables = {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS,
+              "meta.publication": "When this file was published, the data's as-of date and the row counts behind it."}
+    warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS})
+    con.execute("CHECKPOINT")  # everything in the file itself, nothing left in its WAL
     build = staging_path(published_path)
-    con.execute("ATTACH ? AS publishing", [str(build)])
-    try:
-        for schema in sorted({t.split(".")[0] for t in PUBLISHED_TABLES} | {"meta"}):
-            con.execute(f"CREATE SCHEMA publishing.{schema}")
-        for table in PUBLISHED_TABLES:
-            con.execute(f"CREATE TABLE publishing.{table} AS SELECT * FROM {table}")
-        con.execute(
-            """
-            CREATE TABLE publishing.meta.publication AS
-            SELECT ?::TIMESTAMP AS published_at, ?::DATE AS as_of, ?::VARCHAR AS run_id,
-                   (SELECT count(*) FROM core.decisions) AS decisions,
-                   (SELECT count(*) FROM core.feedback) AS responses
-            """,
-            [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kpi.as_of_date(con), run_id],
-        )
-    finally:
-        con.execute("DETACH publishing")
-    _describe(build)
+    shutil.copyfile(release_file, build)
+    _check_opens(build)
     failpoints.reach("publish")  # the new file is written but not yet in place
     with build.open("rb") as handle:
         os.fsync(handle.fileno())
@@ -136,13 +134,12 @@ def publish(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | 
     return published_path
 
 
-def _describe(path: Path) -> None:
-    con = duckdb.connect(str(path))
+def _check_opens(path: Path) -> None:
+    """The copy must open read-only and hold every published table."""
+    con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS,
-                  "meta.publication": "When this file was published, the data's as-of date and the row counts behind it."}
-        warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS})
-        con.execute("CHECKPOINT")
+        for table in PUBLISHED_TABLES:
+            con.execute(f"SELECT count(*) FROM {table}").fetchall()
     finally:
         con.close()
 

@@ -11,7 +11,7 @@ import pandera.polars as pa
 import polars as pl
 
 from keha_maksatus import parsing
-from keha_maksatus.identifiers import is_valid_customer_id
+from keha_maksatus.identifiers import customer_id_validity
 
 INSTRUMENTS = ("palkkatuki", "starttiraha", "kulukorvaus", "rekrytointituki", "esr", "eakr", "muu")
 OUTCOMES = ("myönteinen", "kielteinen", "osittain myönteinen", "raukeaa")
@@ -76,8 +76,10 @@ class DecisionModel(pa.DataFrameModel):
 
     @pa.check("asiakastunnus", name="checksum_hetu_or_ytunnus")
     def customer_id_checksum(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        column = pl.col(data.key)
-        return data.lazyframe.select(column.is_null() | is_valid_customer_id(column))  # null: see `required`
+        nulls = data.lazyframe.select(pl.col(data.key).is_null().alias("missing"))
+        valid = customer_id_validity(data.lazyframe, data.key)
+        # a missing id is reported by the `required` rule, not here
+        return pl.concat([nulls, valid], how="horizontal").select(pl.col("missing") | pl.col(data.key))
 
     @pa.dataframe_check(name="paatetty_not_before_saapunut")
     def decided_after_received(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -18,6 +18,7 @@ from keha_maksatus.readers import EXTRA_FIELDS, LINE, UnreadableFile
 from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, RULE_NAMES, ExportKind
 
 RAGGED_COLUMN = "(extra fields)"
+_TYPED = "__typed_"  # prefix of the parsed twin of each text column
 REJECTION_SCHEMA = {LINE: pl.Int64, "column": pl.String, "rule": pl.String, "raw_value": pl.String}
 
 
@@ -54,17 +55,20 @@ def validate_export(
     if spreadsheet:
         frame = frame.with_columns(parsing.excel_serial_as_iso(c) for c in kind.date_columns)
 
-    typed = frame.select(
+    # Parse every column once; a cell with content that parses to null is a rejection.
+    parsed = frame.with_columns(spec.parse(spec.name).alias(f"{_TYPED}{spec.name}") for spec in kind.columns)
+    parse_failures = _parse_failures(parsed, kind)
+    typed = parsed.select(
         LINE,
         *[
-            (spec.parse(spec.name).fill_null(spec.default) if spec.default is not None else spec.parse(spec.name)).alias(spec.name)
+            (pl.col(f"{_TYPED}{spec.name}").fill_null(spec.default) if spec.default is not None else pl.col(f"{_TYPED}{spec.name}")).alias(spec.name)
             for spec in kind.columns
         ],
     )
+    del parsed
     if kind.name == "decisions":
         typed = typed.with_columns(pl.lit(extract_date, dtype=pl.Date).alias("extract_date"))
 
-    parse_failures = _parse_failures(frame, kind)
     schema_failures = _schema_failures(typed, kind)
     # A cell that could not be parsed is null in the typed frame: report it once, and not
     # again through the cross-column rules that read it.
@@ -91,12 +95,13 @@ def _ragged_rows(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _parse_failures(frame: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
+def _parse_failures(parsed: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
+    """(line, column, rule) of every cell with content that its parser could not read."""
     parsed_specs = [spec for spec in kind.columns if spec.parse_rule]
-    flags = frame.select(
+    flags = parsed.select(
         LINE,
         *[
-            (spec.meaningful_text(spec.name).is_not_null() & spec.parse(spec.name).is_null()).alias(spec.name)
+            (spec.meaningful_text(spec.name).is_not_null() & pl.col(f"{_TYPED}{spec.name}").is_null()).alias(spec.name)
             for spec in parsed_specs
         ],
     )

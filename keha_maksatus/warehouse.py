@@ -1,8 +1,14 @@
-"""The pipeline's working DuckDB file: its tables, their descriptions, and the
+"""The pipeline's two working DuckDB files, their tables and descriptions, and the
 current state of every application and response.
 
-The working file keeps the history of every ingested file (valid rows, quarantine,
-ingest log). Analysts never open it: they get the published copy (publish.py).
+- state (`.work/state.duckdb`, attached as `state`): the history of every ingested
+  file: its valid rows (`state.staging.*`), rejections (`state.ingest.quarantine`) and the
+  ingest log (`state.ingest.log`).
+- release (`.work/release.duckdb`, the connection's own database): exactly what is
+  published: `core.*` (kept up to date by merging only new files), `kpi.*`, `quality.*`
+  copies of the log and quarantine, `meta.*`. Publishing copies this file.
+
+Analysts never open either: they get the published copy (publish.py).
 """
 
 from __future__ import annotations
@@ -15,15 +21,14 @@ import duckdb
 
 from keha_maksatus import failpoints
 
-SCHEMAS = ("staging", "core", "kpi", "quality")
+STATE_FILE = "state.duckdb"
+RELEASE_FILE = "release.duckdb"
 
-DDL = """
-CREATE SCHEMA IF NOT EXISTS staging;
-CREATE SCHEMA IF NOT EXISTS core;
-CREATE SCHEMA IF NOT EXISTS kpi;
-CREATE SCHEMA IF NOT EXISTS quality;
+STATE_DDL = """
+CREATE SCHEMA IF NOT EXISTS state.staging;
+CREATE SCHEMA IF NOT EXISTS state.ingest;
 
-CREATE TABLE IF NOT EXISTS quality.ingest_log (
+CREATE TABLE IF NOT EXISTS state.ingest.log (
     file_id        INTEGER PRIMARY KEY,
     file_name      VARCHAR NOT NULL,
     kind           VARCHAR,
@@ -42,7 +47,7 @@ CREATE TABLE IF NOT EXISTS quality.ingest_log (
     ingested_at    TIMESTAMP NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS quality.quarantine (
+CREATE TABLE IF NOT EXISTS state.ingest.quarantine (
     file_id     INTEGER NOT NULL,
     file_name   VARCHAR NOT NULL,
     line        BIGINT NOT NULL,
@@ -51,7 +56,7 @@ CREATE TABLE IF NOT EXISTS quality.quarantine (
     raw_value   VARCHAR
 );
 
-CREATE TABLE IF NOT EXISTS staging.decisions (
+CREATE TABLE IF NOT EXISTS state.staging.decisions (
     file_id       INTEGER NOT NULL,
     line          BIGINT NOT NULL,
     hakemus_id    VARCHAR NOT NULL,
@@ -66,7 +71,7 @@ CREATE TABLE IF NOT EXISTS staging.decisions (
     taydennys_pv  BIGINT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS staging.feedback (
+CREATE TABLE IF NOT EXISTS state.staging.feedback (
     file_id       INTEGER NOT NULL,
     line          BIGINT NOT NULL,
     vastaus_id    VARCHAR NOT NULL,
@@ -80,6 +85,30 @@ CREATE TABLE IF NOT EXISTS staging.feedback (
     kieli         VARCHAR,
     vapaa_teksti  VARCHAR
 );
+"""
+
+RELEASE_DDL = """
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS kpi;
+CREATE SCHEMA IF NOT EXISTS quality;
+CREATE SCHEMA IF NOT EXISTS meta;
+
+CREATE TABLE IF NOT EXISTS core.decisions (
+    hakemus_id VARCHAR NOT NULL, tukimuoto VARCHAR NOT NULL, yksikko VARCHAR NOT NULL,
+    saapunut DATE NOT NULL, paatetty DATE, paatos VARCHAR, haettu_eur DOUBLE, maksettu_eur DOUBLE,
+    asiakas_hash VARCHAR NOT NULL, taydennys_pv BIGINT NOT NULL,
+    kasittelyaika_pv BIGINT, netto_kasittelyaika_pv BIGINT,
+    file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS core.feedback (
+    vastaus_id VARCHAR NOT NULL, kysely VARCHAR NOT NULL, palvelu VARCHAR NOT NULL,
+    vastattu TIMESTAMP NOT NULL, arvosana BIGINT, tukimuoto VARCHAR, yksikko VARCHAR,
+    hakemus_id VARCHAR, kieli VARCHAR, vapaa_teksti VARCHAR,
+    file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS meta.merged_files (file_id INTEGER NOT NULL, kind VARCHAR NOT NULL);
 """
 
 STAGING_COLUMNS = {
@@ -100,6 +129,7 @@ TABLE_COMMENTS = {
     "quality.quarantine": "Every rejected cell: source file, line (1 = header), column, rule and raw value (personal data masked). A rejected row changes nothing.",
     "core.decisions": "Payment applications in their latest valid state (a later extract replaces an earlier row). Customer ids are pseudonymised.",
     "core.feedback": "Survey responses in their latest valid state. Free text has personal data masked.",
+    "meta.merged_files": "Bookkeeping: the files whose rows are merged into core.*",
 }
 COLUMN_COMMENTS = {
     "quality.ingest_log": {
@@ -142,6 +172,7 @@ COLUMN_COMMENTS = {
         "kasittelyaika_pv": "paatetty - saapunut in calendar days",
         "netto_kasittelyaika_pv": "max(0, kasittelyaika_pv - taydennys_pv)",
         "file_name": "Extract the row comes from",
+        "file_id": "That extract in quality.ingest_log",
         "line": "Line in that extract",
     },
     "core.feedback": {
@@ -161,24 +192,33 @@ COLUMN_COMMENTS = {
 }
 
 
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and for writing, create and migrate) the working DuckDB file."""
-    path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
-    if not read_only:
-        con.execute(DDL)
+def connect(work_dir: Path) -> duckdb.DuckDBPyConnection:
+    """A connection to the release file with the state file attached (both created and
+    migrated as needed). The caller closes it."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(work_dir / RELEASE_FILE))
+    try:
+        con.execute("ATTACH ? AS state", [str(work_dir / STATE_FILE)])
+        con.execute(STATE_DDL)
+        con.execute(RELEASE_DDL)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
 @contextmanager
-def open_working(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path)
+def open_working(work_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(work_dir)
     try:
         yield con
     finally:
         con.close()
+
+
+def release_path(work_dir: Path) -> Path:
+    return Path(work_dir) / RELEASE_FILE
 
 
 @contextmanager
@@ -194,36 +234,71 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def known_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """content_sha256 -> file name of every file already in the ingest log."""
-    return dict(con.execute("SELECT content_sha256, min(file_name) FROM quality.ingest_log GROUP BY 1").fetchall())
+    return dict(con.execute("SELECT content_sha256, min(file_name) FROM state.ingest.log GROUP BY 1").fetchall())
 
 
 def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM quality.ingest_log").fetchall()[0][0]
+    return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM state.ingest.log").fetchall()[0][0]
 
 
-def rebuild_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
-    """core.<kind>: for each id, the row of the latest extract in file-name order, from
-    files whose rows are accepted (status 'ingested'). Returns its row count."""
+def merge_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
+    """Bring core.<kind> up to date: for each id the row of the latest extract in
+    file-name order, among files whose rows are used (status 'ingested'). Only files not
+    merged before are read, so a nightly run touches only the new rows. Returns the
+    number of rows in core.<kind>."""
     id_column = ID_COLUMNS[kind]
-    extra = (
+    columns = ", ".join(f"s.{c}" for c in STAGING_COLUMNS[kind] if c not in ("file_id", "line"))
+    derived = (
         ", s.paatetty - s.saapunut AS kasittelyaika_pv, "
         "greatest(0, s.paatetty - s.saapunut - s.taydennys_pv) AS netto_kasittelyaika_pv"
         if kind == "decisions"
         else ""
     )
-    columns = ", ".join(f"s.{c}" for c in STAGING_COLUMNS[kind] if c not in ("file_id", "line"))
+    with transaction(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE new_files AS
+            SELECT file_id, file_name FROM state.ingest.log
+            WHERE status = 'ingested' AND kind = ? AND file_id NOT IN (SELECT file_id FROM meta.merged_files)
+            """,
+            [kind],
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE incoming AS
+            SELECT {columns}{derived}, f.file_name, s.file_id, s.line
+            FROM state.staging.{kind} s JOIN new_files f USING (file_id)
+            QUALIFY row_number() OVER (PARTITION BY s.{id_column} ORDER BY f.file_name DESC, s.file_id DESC) = 1
+            """
+        )
+        con.execute(
+            f"""
+            DELETE FROM core.{kind} c USING incoming i
+            WHERE c.{id_column} = i.{id_column}
+              AND (i.file_name > c.file_name OR (i.file_name = c.file_name AND i.file_id > c.file_id))
+            """
+        )
+        con.execute(
+            f"""
+            INSERT INTO core.{kind} BY NAME
+            SELECT i.* FROM incoming i ANTI JOIN core.{kind} c ON c.{id_column} = i.{id_column}
+            """
+        )
+        con.execute("INSERT INTO meta.merged_files SELECT file_id, ? FROM new_files", [kind])
+        failpoints.reach("validate")
+    con.execute("DROP TABLE incoming; DROP TABLE new_files")
+    refresh_quality_copies(con)
+    return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
+
+
+def refresh_quality_copies(con: duckdb.DuckDBPyConnection) -> None:
+    """The release's copies of the ingest log and the quarantine."""
     con.execute(
-        f"""
-        CREATE OR REPLACE TABLE core.{kind} AS
-        SELECT {columns}{extra}, l.file_name, s.line
-        FROM staging.{kind} s JOIN quality.ingest_log l USING (file_id)
-        WHERE l.status = 'ingested'
-        QUALIFY row_number() OVER (PARTITION BY s.{id_column} ORDER BY l.file_name DESC, l.file_id DESC) = 1
-        ORDER BY s.{id_column}
+        """
+        CREATE OR REPLACE TABLE quality.ingest_log AS SELECT * FROM state.ingest.log ORDER BY file_id;
+        CREATE OR REPLACE TABLE quality.quarantine AS SELECT * FROM state.ingest.quarantine ORDER BY file_id, line, column_name;
         """
     )
-    failpoints.reach("validate")
-    return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
 
 
 def add_comments(con: duckdb.DuckDBPyConnection, tables: dict[str, str], columns: dict[str, dict[str, str]]) -> None:

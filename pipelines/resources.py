@@ -14,8 +14,8 @@ from keha_maksatus.publish import OutputFolders, output_folders
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Paths of the landing folder and the published DuckDB file; the working file
-    lives in a hidden folder beside the published one."""
+    """Paths of the landing folder and the published DuckDB file; the working files
+    live in a hidden folder beside the published one."""
 
     landing_dir: str
     warehouse_path: str
@@ -25,9 +25,13 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.warehouse_path)
 
     @property
-    def working_path(self) -> Path:
-        published = self.published_path
-        return published.parent / ".work" / f"{published.stem}.work.duckdb"
+    def work_dir(self) -> Path:
+        """The pipeline's working files (state and release), hidden beside the published file."""
+        return self.published_path.parent / ".work"
+
+    @property
+    def release_file(self) -> Path:
+        return warehouse.release_path(self.work_dir)
 
     @property
     def outputs(self) -> OutputFolders:
@@ -38,5 +42,5 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.open_working(self.working_path) as con:
+        with warehouse.open_working(self.work_dir) as con:
             yield con

@@ -43,13 +43,14 @@ def response(vastaus_id: str, vastattu: str, arvosana: str, kysely: str = "kohta
     return ";".join([vastaus_id, kysely, palvelu, vastattu, arvosana, tukimuoto, "", "", "fi", teksti])
 
 
-def build_working(landing: Path, db_path: Path, today: dt.date | None = None) -> duckdb.DuckDBPyConnection:
-    """Ingest, current state and KPIs through the library (what the assets call)."""
+def build_working(landing: Path, work_dir: Path, today: dt.date | None = None) -> duckdb.DuckDBPyConnection:
+    """Ingest, current state and KPIs through the library (what the assets call); the
+    open working connection (release file, state attached)."""
     settings = load_settings()
-    con = warehouse.connect(db_path)
+    con = warehouse.connect(work_dir)
     ingest_landing(con, landing, TEST_KEY, settings, today=today)
     for kind in ("decisions", "feedback"):
-        warehouse.rebuild_current_state(con, kind)
+        warehouse.merge_current_state(con, kind)
     kpi.build_kpis(con, settings)
     return con
 

@@ -25,7 +25,7 @@ def latest_valid_rows(con, kind: str, id_column: str) -> dict[str, dict]:
     """Valid rows of used files, the latest extract (file-name order) per id: computed here
     in Python, independently of the pipeline's SQL."""
     cursor = con.execute(
-        f"SELECT l.file_name, l.file_id, s.* FROM staging.{kind} s JOIN quality.ingest_log l USING (file_id) WHERE l.status = 'ingested'"
+        f"SELECT l.file_name, l.file_id, s.* FROM state.staging.{kind} s JOIN quality.ingest_log l USING (file_id) WHERE l.status = 'ingested'"
     )
     names = [d[0] for d in cursor.description]
     latest: dict[str, dict] = {}
@@ -63,7 +63,7 @@ def test_corpus_case(case, tmp_path):
         if path.name != "expected.toml":
             shutil.copy(path, landing / path.name)
 
-    con = build_working(landing, tmp_path / "w.duckdb", today=dt.date(2022, 6, 30))  # the run finishes
+    con = build_working(landing, tmp_path / "work", today=dt.date(2022, 6, 30))  # the run finishes
     try:
         log = {r[0]: r[1:] for r in con.execute(
             "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM quality.ingest_log"

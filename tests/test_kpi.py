@@ -19,7 +19,7 @@ def test_processing_time_mean_net_and_pending(landing, tmp_path):
         decision("H3", "1.3.2022"),  # pending: not in the mean
         decision("H4", "1.8.2022", "15.8.2022"),  # 14 days, second half
     ])
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     first_half = quality_row(con, PROCESSING_TIME, "1-6/2022")
     assert (first_half["n"], first_half["value"]) == (2, 19.0)
     whole_year = quality_row(con, PROCESSING_TIME, "1-12/2022")
@@ -40,7 +40,7 @@ def test_target_comparison_is_strict(landing, tmp_path):
     write_export(landing, F.format("2022-12-31"), FEEDBACK_HEADER, [
         response("V1", "1.3.2022", "5"), response("V2", "1.3.2022", "3"),  # exactly 4.0
     ])
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     assert quality_row(con, PROCESSING_TIME, "1-12/2022")["met"] is False
     satisfaction = quality_row(con, SATISFACTION, "1-12/2022")
     assert satisfaction["value"] == 4.0 and satisfaction["met"] is False
@@ -57,7 +57,7 @@ def test_satisfaction_excludes_eos_campaigns_and_other_services(landing, tmp_pat
         response("V7", "7.3.2022", "1", palvelu="neuvonta"),  # another service
         response("V8", "8.3.2022", "6"),  # rejected
     ])
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     row = quality_row(con, SATISFACTION, "1-6/2022")
     assert (row["n"], row["value"]) == (3, 4.0)
     details = con.sql(
@@ -69,7 +69,7 @@ def test_satisfaction_excludes_eos_campaigns_and_other_services(landing, tmp_pat
 
 
 def test_latest_extract_wins_in_file_name_order(landing, tmp_path):
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "work"
     # The later extract arrives first; the earlier one is dropped in afterwards.
     write_export(landing, D.format("2022-12-31"), DECISION_HEADER, [decision("H1", "1.6.2022", "1.9.2022")])  # 92 days
     build_working(landing, db).close()
@@ -80,7 +80,7 @@ def test_latest_extract_wins_in_file_name_order(landing, tmp_path):
 
 
 def test_later_extract_decides_a_pending_application(landing, tmp_path):
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "work"
     write_export(landing, D.format("2022-06-30"), DECISION_HEADER, [decision("H1", "1.6.2022"), decision("H2", "1.1.2022", "11.1.2022")])
     con = build_working(landing, db)
     assert con.execute("SELECT sum(n) FROM kpi.backlog").fetchall()[0][0] == 1
@@ -101,7 +101,7 @@ def test_rejected_row_does_not_override_an_earlier_valid_row(landing, tmp_path):
         decision("H2", "1.1.2022", "31.1.2022"),  # valid correction: 30 days
         decision("H3", "1.1.2022", "2.1.2022"),
     ])
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     days = dict(con.execute("SELECT hakemus_id, kasittelyaika_pv FROM core.decisions").fetchall())
     assert days == {"H1": 10, "H2": 30, "H3": 1}
     assert con.execute("SELECT file_name, line, column_name, rule FROM quality.quarantine").fetchall() == [
@@ -112,7 +112,7 @@ def test_rejected_row_does_not_override_an_earlier_valid_row(landing, tmp_path):
 def test_periods_after_the_newest_extract_are_incomplete(landing, tmp_path):
     write_export(landing, D.format("2022-12-31"), DECISION_HEADER, [decision("H1", "1.1.2022", "11.1.2022")])
     write_export(landing, D.format("2023-03-31"), DECISION_HEADER, [decision("H2", "1.2.2023", "21.2.2023")])
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     rows = con.execute(
         "SELECT period_label, complete, target FROM kpi.quality_section WHERE indicator = ? ORDER BY period_start, period_end",
         [PROCESSING_TIME],
@@ -125,7 +125,7 @@ def test_small_satisfaction_cells_are_suppressed(landing, tmp_path):
     rows = [response(f"V{i}", "1.3.2022", "5", tukimuoto="esr") for i in range(5)]
     rows += [response(f"W{i}", "1.3.2022", "2", tukimuoto="eakr") for i in range(4)]
     write_export(landing, F.format("2022-12-31"), FEEDBACK_HEADER, rows)
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     cells = {r[0]: r[1:] for r in con.execute("SELECT tukimuoto, n, mean_score, suppressed FROM kpi.satisfaction_monthly").fetchall()}
     assert cells == {"esr": (5, 5.0, False), "eakr": (4, None, True), None: (9, pytest.approx(33 / 9), False)}
     yearly = {r[0]: r[1:] for r in con.execute("SELECT tukimuoto, n, suppressed FROM kpi.satisfaction_by_instrument").fetchall()}
@@ -136,7 +136,7 @@ def test_processing_time_breakdown(landing, tmp_path):
     write_export(landing, D.format("2022-12-31"), DECISION_HEADER, [
         decision("H1", "1.1.2022", "11.1.2022"), decision("H2", "1.1.2022", "31.1.2022"), decision("H3", "1.1.2022", "10.2.2022"),
     ])
-    con = build_working(landing, tmp_path / "w.duckdb")
+    con = build_working(landing, tmp_path / "work")
     months = con.sql("SELECT * FROM kpi.processing_time_monthly WHERE tukimuoto IS NULL AND yksikko IS NULL").pl()
     jan, feb = months.rows(named=True)
     assert (jan["n"], jan["mean_days"], jan["median_days"], jan["share_within_30_days"]) == (2, 20.0, 20.0, 1.0)

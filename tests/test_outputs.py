@@ -11,6 +11,7 @@ from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
 from keha_maksatus import finnish as fi
 from keha_maksatus.exports import EXPORTED_TABLES, write_exports
 from keha_maksatus.publish import publish
+from keha_maksatus.warehouse import release_path
 from keha_maksatus.report import build_report, render_html, render_markdown, write_report
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
@@ -26,8 +27,8 @@ def published(landing, tmp_path):
     rows = [response(f"V{i}", f"{i + 1}.3.2022", s, tukimuoto="esr") for i, s in enumerate("5454545")]
     rows += [response("W1", "1.4.2022", "1", tukimuoto="eakr", teksti="soita 040 123 4567")]
     write_export(landing, "asiakaspalaute_2022-12-31.csv", FEEDBACK_HEADER, rows)
-    con = build_working(landing, tmp_path / "work.duckdb")
-    path = publish(con, tmp_path / "pub" / "maksatus.duckdb")
+    con = build_working(landing, tmp_path / "work")
+    path = publish(con, release_path(tmp_path / "work"), tmp_path / "pub" / "maksatus.duckdb")
     con.close()
     return path
 

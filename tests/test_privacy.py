@@ -3,18 +3,26 @@
 import hashlib
 import hmac
 
+import duckdb
 import polars as pl
 import pytest
 
 from keha_maksatus import privacy
 
 
-def test_pseudonym_is_hmac_sha256_of_normalised_id():
-    frame = pl.DataFrame({"asiakastunnus": ["131052-308T", "0737546-2", "131052-308T"]})
-    out = privacy.pseudonymise_column(frame, "asiakastunnus", b"k")
-    expected = hmac.new(b"k", b"131052-308T", hashlib.sha256).hexdigest()
-    assert out["asiakastunnus"].to_list()[0] == expected == out["asiakastunnus"].to_list()[2]
-    assert out["asiakastunnus"].to_list()[1] != expected
+@pytest.mark.parametrize("key", [b"k", b"a much longer secret key " * 5])
+def test_sql_pseudonym_is_hmac_sha256_of_normalised_id(key):
+    ids = ["131052-308T", " 0737546-2", "131052-308t"]
+    expression, params = privacy.pseudonym_sql("asiakastunnus", key)
+    con = duckdb.connect()
+    try:
+        con.register("ids", pl.DataFrame({"asiakastunnus": ids}))
+        out = [r[0] for r in con.execute(f"SELECT {expression} FROM ids", params).fetchall()]
+    finally:
+        con.close()
+    expected = hmac.new(key, b"131052-308T", hashlib.sha256).hexdigest()
+    assert out[0] == expected == out[2] == privacy.pseudonym(key, ids[0])
+    assert out[1] == hmac.new(key, b"0737546-2", hashlib.sha256).hexdigest()
     assert privacy.pseudonym(b"other", "131052-308T") != expected
 
 

@@ -77,15 +77,15 @@ def test_every_row_is_valid_or_quarantined(files):
         landing = Path(folder) / "landing"
         for index, rows in enumerate(files):
             write_export(landing, f"maksatuspaatokset_2022-06-{index + 10}.csv", DECISION_HEADER, rows)
-        con = warehouse.connect(Path(folder) / "w.duckdb")
+        con = warehouse.connect(Path(folder) / "work")
         try:
             ingest_landing(con, landing, TEST_KEY, load_settings())
             log = con.execute(
                 """
                 SELECT l.file_name, l.status, l.rows_read, l.rows_valid, l.rows_rejected,
-                       (SELECT count(*) FROM staging.decisions s WHERE s.file_id = l.file_id),
-                       (SELECT count(DISTINCT line) FROM quality.quarantine q WHERE q.file_id = l.file_id)
-                FROM quality.ingest_log l ORDER BY l.file_name
+                       (SELECT count(*) FROM state.staging.decisions s WHERE s.file_id = l.file_id),
+                       (SELECT count(DISTINCT line) FROM state.ingest.quarantine q WHERE q.file_id = l.file_id)
+                FROM state.ingest.log l ORDER BY l.file_name
                 """
             ).fetchall()
         finally:

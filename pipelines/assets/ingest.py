@@ -24,7 +24,7 @@ def ingested_files(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     with warehouse.connect() as con:
         outcomes = ingest_landing(con, warehouse.landing_dir, key, warehouse.settings())
         totals = con.execute(
-            "SELECT count(*), sum(rows_read), sum(rows_valid), sum(rows_rejected) FROM quality.ingest_log"
+            "SELECT count(*), sum(rows_read), sum(rows_valid), sum(rows_rejected) FROM state.ingest.log"
         ).fetchall()[0]
     table = pl.DataFrame(
         [

@@ -14,7 +14,7 @@ def _current_state_asset(kind: str, description: str):
     @dg.asset(name=kind, group_name="validate", deps=["ingested_files"], description=description)
     def _asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
-            wh.rebuild_current_state(con, kind)
+            wh.merge_current_state(con, kind)
             metadata = table_metadata(con, f"core.{kind}")
             rejected = con.execute(
                 "SELECT count(DISTINCT (file_id, line)) FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id) WHERE l.kind = ?",
@@ -38,10 +38,10 @@ def rows_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             """
             SELECT l.file_name, l.rows_read, l.rows_valid, l.rows_rejected,
                    coalesce(d.n, 0) + coalesce(f.n, 0) AS stored_valid, coalesce(q.n, 0) AS stored_rejected
-            FROM quality.ingest_log l
-            LEFT JOIN (SELECT file_id, count(*) n FROM staging.decisions GROUP BY 1) d USING (file_id)
-            LEFT JOIN (SELECT file_id, count(*) n FROM staging.feedback GROUP BY 1) f USING (file_id)
-            LEFT JOIN (SELECT file_id, count(DISTINCT line) n FROM quality.quarantine GROUP BY 1) q USING (file_id)
+            FROM state.ingest.log l
+            LEFT JOIN (SELECT file_id, count(*) n FROM state.staging.decisions GROUP BY 1) d USING (file_id)
+            LEFT JOIN (SELECT file_id, count(*) n FROM state.staging.feedback GROUP BY 1) f USING (file_id)
+            LEFT JOIN (SELECT file_id, count(DISTINCT line) n FROM state.ingest.quarantine GROUP BY 1) q USING (file_id)
             WHERE l.rows_read <> l.rows_valid + l.rows_rejected
                OR l.rows_valid <> coalesce(d.n, 0) + coalesce(f.n, 0)
                OR l.rows_rejected <> coalesce(q.n, 0)
