@@ -1,0 +1,255 @@
+"""The nightly run at scale, against bare DuckDB and pandas (`make bench`).
+
+In one run, on the same files, measures wall time and peak memory (RSS of the whole
+process tree) of: the full pipeline through the CLI from an empty state (1M and 10M
+decisions, half as many responses), an incremental nightly run (one new day's extract on
+top of the largest history), the floor (one DuckDB query over the CSV files), and a
+pandas baseline. Prints a table, checks the pipeline's headline values against the
+floor's, and writes docs/benchmarks.md. Not a test: nothing here asserts speed.
+
+usage: python benchmarks/bench.py [--sizes 1000000 10000000] [--work build/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SEED = 10
+NEW_DAY = dt.date(2023, 1, 2)
+
+
+@dataclass
+class Measure:
+    label: str
+    seconds: float
+    peak_mib: float
+    output: str = ""
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                total += next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    stack += [int(c) for c in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def measure(label: str, command: list[str], env: dict | None = None) -> Measure:
+    """Run a command; wall time and the peak RSS of its process tree (sampled every 50 ms)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_kib(process.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{label} failed ({process.returncode}):\n{output[-3000:]}")
+    return Measure(label, seconds, peak / 1024, output)
+
+
+def sample_data(work: Path, decisions: int) -> tuple[Path, Measure | None]:
+    folder = work / f"data_{decisions}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder, None
+    shutil.rmtree(folder, ignore_errors=True)
+    generated = measure(
+        f"generate {decisions:,} decisions",
+        [str(BIN / "keha-maksatus"), "sample", "--out", str(folder), "--decisions", str(decisions),
+         "--feedback", str(decisions // 2), "--csv-only", "--no-bad-rows", "--seed", str(SEED)],
+    )
+    marker.touch()
+    return folder, generated
+
+
+def write_new_day(history: Path, landing: Path) -> int:
+    """One new day's extracts: a fifth of the applications still pending in the newest
+    history extract get decided, and new applications and responses arrive."""
+    newest = sorted(history.glob("maksatuspaatokset_*.csv"))[-1]
+    pending = (
+        pl.scan_csv(newest, separator=";", infer_schema=False)
+        .filter(pl.col("paatetty").is_null())
+        .collect()
+    )
+    decided = pending.sample(fraction=0.2, seed=SEED).with_columns(
+        pl.lit(f"{NEW_DAY.day}.{NEW_DAY.month}.{NEW_DAY.year}").alias("paatetty"), pl.lit("myönteinen").alias("paatos"),
+        pl.col("haettu_eur").alias("maksettu_eur"),
+    )
+    new = pl.DataFrame({
+        "hakemus_id": [f"N{i:08d}" for i in range(5000)], "tukimuoto": ["palkkatuki"] * 5000, "yksikko": ["TE-UUS"] * 5000,
+        "saapunut": [f"{NEW_DAY.day}.{NEW_DAY.month}.{NEW_DAY.year}"] * 5000, "paatetty": [None] * 5000, "paatos": [None] * 5000,
+        "haettu_eur": ["1000,00"] * 5000, "maksettu_eur": [None] * 5000, "asiakastunnus": ["0737546-2"] * 5000, "taydennys_pv": [None] * 5000,
+    }, schema={c: pl.String for c in pending.columns})
+    day = pl.concat([decided, new])
+    day.write_csv(landing / f"maksatuspaatokset_{NEW_DAY.isoformat()}.csv", separator=";")
+    responses = pl.DataFrame({
+        "vastaus_id": [f"N{i:08d}" for i in range(2500)], "kysely": ["kohtaaminen"] * 2500, "palvelu": ["maksatus"] * 2500,
+        "vastattu": [f"{NEW_DAY.day}.{NEW_DAY.month}.{NEW_DAY.year} 10:00"] * 2500, "arvosana": ["4"] * 2500,
+        "tukimuoto": [None] * 2500, "yksikko": [None] * 2500, "hakemus_id": [None] * 2500, "kieli": ["fi"] * 2500, "vapaa_teksti": [None] * 2500,
+    }, schema={c: pl.String for c in ["vastaus_id", "kysely", "palvelu", "vastattu", "arvosana", "tukimuoto", "yksikko", "hakemus_id", "kieli", "vapaa_teksti"]})
+    responses.write_csv(landing / f"asiakaspalaute_{NEW_DAY.isoformat()}.csv", separator=";")
+    return day.height + responses.height
+
+
+def pipeline_values(published: Path, year: int) -> tuple[float, int, float, int]:
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        rows = dict(
+            (indicator, (value, n))
+            for indicator, value, n in con.execute(
+                "SELECT indicator, value, n FROM kpi.quality_section WHERE period_label = ?", [f"1-12/{year}"]
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    return (*rows["maksatus_kasittelyaika_pv"], *rows["maksatus_asiakastyytyvaisyys"])
+
+
+FLOOR_SCRIPT = """
+import duckdb, glob, sys
+landing, year = sys.argv[1], int(sys.argv[2])
+con = duckdb.connect()
+files = {k: sorted(glob.glob(f"{landing}/{p}_*.csv")) for k, p in (("decision_files", "maksatuspaatokset"), ("feedback_files", "asiakaspalaute"))}
+print(*con.execute(open(sys.argv[3]).read(), {**files, "year": year}).fetchall()[0])
+"""
+
+
+def run_size(work: Path, decisions: int, results: list, checks: list) -> Path:
+    data, generated = sample_data(work, decisions)
+    if generated:
+        results.append((decisions, generated))
+    year = max(int(p.stem.split("_")[1][:4]) for p in data.glob("maksatuspaatokset_*.csv"))
+    warehouse = work / f"warehouse_{decisions}" / "maksatus.duckdb"
+    shutil.rmtree(warehouse.parent, ignore_errors=True)
+    env = {**os.environ, "KEHA_PSEUDONYM_KEY": "benchmark-key"}
+    env.pop("DAGSTER_HOME", None)
+    full = measure("pipeline, full run from empty", [str(BIN / "keha-maksatus"), "run", "--landing", str(data), "--warehouse", str(warehouse)], env)
+    floor = measure("floor: one DuckDB query", [sys.executable, "-c", FLOOR_SCRIPT, str(data), str(year), str(REPO / "benchmarks" / "floor.sql")])
+    pandas = measure("pandas baseline", [sys.executable, str(REPO / "benchmarks" / "pandas_baseline.py"), str(data), str(year)])
+    results += [(decisions, full), (decisions, floor), (decisions, pandas)]
+
+    ours = pipeline_values(warehouse, year)
+    floor_values = tuple(float(v) for v in floor.output.split())
+    pandas_values = tuple(float(v) for v in pandas.output.split())
+    for name, other in (("floor", floor_values), ("pandas", pandas_values)):
+        same = all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(ours, other))
+        checks.append((decisions, name, ours, other, same))
+    return data
+
+
+def incremental(work: Path, data: Path, decisions: int, results: list) -> None:
+    """One new day's extract on top of the history already ingested by the full run."""
+    landing = work / f"landing_incremental_{decisions}"
+    shutil.rmtree(landing, ignore_errors=True)
+    landing.mkdir(parents=True)
+    for path in data.glob("*.csv"):
+        (landing / path.name).symlink_to(path.resolve())
+    rows = write_new_day(data, landing)
+    warehouse = work / f"warehouse_{decisions}" / "maksatus.duckdb"
+    env = {**os.environ, "KEHA_PSEUDONYM_KEY": "benchmark-key"}
+    env.pop("DAGSTER_HOME", None)
+    run = measure(f"pipeline, incremental ({rows:,} new rows)", [str(BIN / "keha-maksatus"), "run", "--landing", str(landing), "--warehouse", str(warehouse)], env)
+    results.append((decisions, run))
+
+
+def machine() -> str:
+    with open("/proc/meminfo") as meminfo:
+        total_kib = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
+    return f"{os.cpu_count()} cores ({cpu}), {total_kib / 1024 ** 2:.1f} GiB memory"
+
+
+def table(results: list, checks: list) -> str:
+    lines = ["| decisions | what | wall time (s) | peak RSS (MiB) |", "|---:|---|---:|---:|"]
+    for decisions, m in results:
+        lines.append(f"| {decisions:,} | {m.label} | {m.seconds:.1f} | {m.peak_mib:,.0f} |")
+    lines += ["", "| decisions | ratio | value |", "|---:|---|---:|"]
+    by = {(d, m.label.split(",")[0].split(":")[0]): m for d, m in results}
+    for decisions in sorted({d for d, _ in results}):
+        full = next((m for d, m in results if d == decisions and m.label.startswith("pipeline, full")), None)
+        floor = by.get((decisions, "floor"))
+        pandas = by.get((decisions, "pandas baseline"))
+        if full and floor:
+            lines.append(f"| {decisions:,} | pipeline / floor | {full.seconds / floor.seconds:.1f}× |")
+        if full and pandas:
+            lines.append(f"| {decisions:,} | pandas / pipeline | {pandas.seconds / full.seconds:.2f}× |")
+        inc = next((m for d, m in results if d == decisions and m.label.startswith("pipeline, incremental")), None)
+        if full and inc:
+            lines.append(f"| {decisions:,} | incremental / full | {inc.seconds / full.seconds:.0%} |")
+    lines += ["", "| decisions | compared with | pipeline (days, n, score, n) | other | equal |", "|---:|---|---|---|---|"]
+    for decisions, name, ours, other, same in checks:
+        lines.append(f"| {decisions:,} | {name} | {ours[0]:.6f}, {ours[1]}, {ours[2]:.6f}, {ours[3]} | "
+                     f"{other[0]:.6f}, {int(other[1])}, {other[2]:.6f}, {int(other[3])} | {'yes' if same else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--work", type=Path, default=REPO / "build" / "bench")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results, checks = [], []
+    data = None
+    for size in sorted(args.sizes):
+        print(f"== {size:,} decisions", flush=True)
+        data = run_size(args.work, size, results, checks)
+    incremental(args.work, data, max(args.sizes), results)
+    text = table(results, checks)
+    print(text)
+    args.out.write_text(
+        "# Benchmarks\n\n"
+        f"Measured by `make bench` ({Path(__file__).relative_to(REPO)}) on {dt.date.today().isoformat()}, "
+        f"on {machine()}. Wall time and peak resident memory of the whole process tree; "
+        "each row a single run, all on the same files in one session (the machine is shared and noisy: "
+        "compare ratios, not absolute seconds).\n\n"
+        "- *pipeline, full run*: `keha-maksatus run` from an empty state (ingest, validation, "
+        "pseudonymisation, KPIs, publish, report, dashboards, exports).\n"
+        "- *incremental*: the same command with one new day's extracts added to the largest history.\n"
+        "- *floor*: one DuckDB query over the same CSV files for the two headline KPIs of 1-12 of the "
+        "latest year, no validation (`benchmarks/floor.sql`).\n"
+        "- *pandas baseline*: `benchmarks/pandas_baseline.py`, what an analyst would write.\n\n"
+        + text + "\n",
+        encoding="utf-8",
+    )
+    print(f"\nwritten to {args.out}")
+    return 0 if all(same for *_, same in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
