@@ -99,7 +99,7 @@ def _read_csv(path: Path) -> ReadResult:
     with path.open("rb") as handle:
         head = handle.read(_SNIFF_BYTES)
     encoding = detect_encoding(head)
-    if encoding == "utf-8":
+    if encoding in ("utf-8", "utf-8-sig"):  # polars reads UTF-8 itself and drops a BOM
         source: Path | bytes = path
     else:
         try:

@@ -133,7 +133,7 @@ def _schema_failures(typed: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
     return cases.select(
         pl.col("index").map_batches(lambda idx: lines.gather(idx.cast(pl.UInt32)), return_dtype=pl.Int64).alias(LINE),
         pl.when(pl.col("schema_context") == "DataFrameSchema")
-        .then(pl.col("check").replace_strict(DATAFRAME_CHECK_COLUMNS, default=pl.col("column")))
+        .then(pl.col("check").replace_strict({**DATAFRAME_CHECK_COLUMNS, "duplicate_id_in_file": kind.id_column}, default=pl.col("column")))
         .otherwise(pl.col("column"))
         .alias("column"),
         pl.when(pl.col("check").str.starts_with("isin("))

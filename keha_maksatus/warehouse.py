@@ -263,30 +263,33 @@ def merge_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
             """,
             [kind],
         )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE incoming AS
+        latest_new_rows = f"""
             SELECT {columns}{derived}, f.file_name, s.file_id, s.line
             FROM state.staging.{kind} s JOIN new_files f USING (file_id)
             QUALIFY row_number() OVER (PARTITION BY s.{id_column} ORDER BY f.file_name DESC, s.file_id DESC) = 1
-            """
-        )
-        con.execute(
-            f"""
-            DELETE FROM core.{kind} c USING incoming i
-            WHERE c.{id_column} = i.{id_column}
-              AND (i.file_name > c.file_name OR (i.file_name = c.file_name AND i.file_id > c.file_id))
-            """
-        )
-        con.execute(
-            f"""
-            INSERT INTO core.{kind} BY NAME
-            SELECT i.* FROM incoming i ANTI JOIN core.{kind} c ON c.{id_column} = i.{id_column}
-            """
-        )
+        """
+        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM core.{kind} LIMIT 1)").fetchall()[0][0]:
+            # Empty (first run, or the release file was lost): a straight insert.
+            con.execute(f"INSERT INTO core.{kind} BY NAME {latest_new_rows}")
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS {latest_new_rows}")
+            con.execute(
+                f"""
+                DELETE FROM core.{kind} c USING incoming i
+                WHERE c.{id_column} = i.{id_column}
+                  AND (i.file_name > c.file_name OR (i.file_name = c.file_name AND i.file_id > c.file_id))
+                """
+            )
+            con.execute(
+                f"""
+                INSERT INTO core.{kind} BY NAME
+                SELECT i.* FROM incoming i ANTI JOIN core.{kind} c ON c.{id_column} = i.{id_column}
+                """
+            )
+            con.execute("DROP TABLE incoming")
         con.execute("INSERT INTO meta.merged_files SELECT file_id, ? FROM new_files", [kind])
         failpoints.reach("validate")
-    con.execute("DROP TABLE incoming; DROP TABLE new_files")
+    con.execute("DROP TABLE new_files")
     refresh_quality_copies(con)
     return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
 
