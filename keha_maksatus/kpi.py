@@ -33,6 +33,17 @@ CREATE OR REPLACE TEMP MACRO ci_half(n, s, ss) AS (
 );
 """
 
+# Columns shared by the satisfaction breakdowns.
+SATISFACTION_CELL_COMMENTS = {
+    "responses": "Responses, scored or not (EOS and empty included)",
+    "n": "Scored responses (1-5)",
+    "mean_score": "Mean score; null when suppressed",
+    "ci_low": "Lower end of the 95 % confidence interval; null when suppressed",
+    "ci_high": "Upper end of the 95 % confidence interval; null when suppressed",
+    "share_4_5": "Share of scores 4 or 5; null when suppressed",
+    "suppressed": "True when n < 5: the cell's figures are withheld",
+}
+
 TABLE_COMMENTS = {
     "kpi.quality_section": "The performance agreement's quality-section figures: one row per indicator and reporting period (1-6/Y and 1-12/Y, cumulative).",
     "kpi.quality_section_details": "Supplementary figures for kpi.quality_section: 95 % confidence interval of satisfaction, net processing time, campaign surveys (not in the official figure).",
@@ -83,25 +94,13 @@ COLUMN_COMMENTS = {
     "kpi.satisfaction_by_instrument": {
         "year": "Year of the answer",
         "tukimuoto": "Instrument; '(ei tiedossa)' when the response is not linked to one",
-        "responses": "Responses, scored or not",
-        "n": "Scored responses (1-5)",
-        "mean_score": "Mean score; null when suppressed",
-        "ci_low": "Lower end of the 95 % confidence interval; null when suppressed",
-        "ci_high": "Upper end of the 95 % confidence interval; null when suppressed",
-        "share_4_5": "Share of scores 4 or 5; null when suppressed",
-        "suppressed": "True when n < 5: the cell's figures are withheld",
+        **SATISFACTION_CELL_COMMENTS,
     },
     "kpi.satisfaction_monthly": {
         "month": "Month of the answer (first day)",
         "kysely": "Survey type",
         "tukimuoto": "Instrument; '(ei tiedossa)' when not linked to one; null = all instruments",
-        "responses": "Responses, scored or not (EOS and empty included)",
-        "n": "Scored responses (1-5)",
-        "mean_score": "Mean score; null when suppressed",
-        "ci_low": "Lower end of the 95 % confidence interval; null when suppressed",
-        "ci_high": "Upper end of the 95 % confidence interval; null when suppressed",
-        "share_4_5": "Share of scores 4 or 5; null when suppressed",
-        "suppressed": "True when n < 5: the cell's figures are withheld",
+        **SATISFACTION_CELL_COMMENTS,
     },
     "kpi.monthly_trend": {
         "month": "Month (first day)",
