@@ -148,17 +148,21 @@ def _store_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, valid: 
         return
     con.register("incoming_rows", valid)
     try:
-        columns, params = [], []
-        for column in warehouse.STAGING_COLUMNS[kind]:
-            if column == "file_id":
-                columns.append(f"{int(file_id)} AS file_id")
-            elif column == "asiakas_hash":
-                expression, key_params = pseudonym_sql("asiakastunnus", key)
-                columns.append(f"{expression} AS asiakas_hash")
-                params += key_params
-            else:
-                columns.append(column)
-        con.execute(f"INSERT INTO state.staging.{kind} BY NAME SELECT {', '.join(columns)} FROM incoming_rows", params)
+        columns = [f"{int(file_id)} AS file_id" if c == "file_id" else c for c in warehouse.STAGING_COLUMNS[kind]]
+        if kind == "decisions":
+            # Each distinct customer is hashed once, then joined back to its rows.
+            expression, params = pseudonym_sql("asiakastunnus", key)
+            con.execute(
+                f"""
+                INSERT INTO state.staging.decisions BY NAME
+                WITH customers AS (SELECT DISTINCT asiakastunnus FROM incoming_rows)
+                SELECT {', '.join(columns)}
+                FROM incoming_rows JOIN (SELECT asiakastunnus, {expression} AS asiakas_hash FROM customers) USING (asiakastunnus)
+                """,
+                params,
+            )
+        else:
+            con.execute(f"INSERT INTO state.staging.{kind} BY NAME SELECT {', '.join(columns)} FROM incoming_rows")
     finally:
         con.unregister("incoming_rows")
 

@@ -1,0 +1,58 @@
+"""Where a full run's time goes: the library's stages timed one by one, without Dagster.
+
+usage: python benchmarks/stages.py LANDING   (e.g. build/bench/data_10000000 after make bench)
+"""
+
+import datetime as dt
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from keha_maksatus import kpi, landing, warehouse
+from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import _store_rows
+from keha_maksatus.publish import publish
+from keha_maksatus.readers import read_export
+from keha_maksatus.schemas import kind_of_file
+from keha_maksatus.validation import validate_export
+
+
+def main() -> None:
+    folder = Path(sys.argv[1])
+    settings = load_settings()
+    totals: dict[str, float] = defaultdict(float)
+    work = Path(tempfile.mkdtemp(prefix="stages-"))
+    con = warehouse.connect(work / ".work")
+
+    def timed(stage, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        totals[stage] += time.perf_counter() - start
+        return result
+
+    for file_id, item in enumerate(landing.list_landing_files(folder), start=1):
+        kind = kind_of_file(item.name)
+        timed("hash files", landing.content_hash, item.path)
+        read = timed("read CSV (polars)", read_export, item.path)
+        result = timed("parse + validate (polars, pandera)", validate_export, read.frame, kind, landing.extract_date(item.name))
+        timed("pseudonymise + store rows (DuckDB)", _store_rows, con, kind.name, file_id, result.valid, b"stages")
+        con.execute("INSERT INTO state.ingest.log (file_id, file_name, kind, content_sha256, status, ingested_at) VALUES (?, ?, ?, ?, 'ingested', now()::TIMESTAMP)",
+                    [file_id, item.name, kind.name, str(file_id)])
+    for kind in ("decisions", "feedback"):
+        timed("merge current state (DuckDB)", warehouse.merge_current_state, con, kind)
+    timed("KPI tables (DuckDB)", kpi.build_kpis, con, settings)
+    timed("publish (checkpoint, copy, replace)", publish, con, warehouse.release_path(work / ".work"), work / "maksatus.duckdb")
+    con.close()
+    shutil.rmtree(work)
+    total = sum(totals.values())
+    print("| stage | seconds | share |\n|---|---:|---:|")
+    for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"| {stage} | {seconds:.1f} | {seconds / total:.0%} |")
+    print(f"| total | {total:.1f} | |")
+
+
+if __name__ == "__main__":
+    main()
