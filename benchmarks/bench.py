@@ -232,6 +232,7 @@ def main() -> int:
         data = run_size(args.work, size, results, checks)
     incremental(args.work, data, max(args.sizes), results)
     text = table(results, checks)
+    stages = measure("stages", [sys.executable, str(REPO / "benchmarks" / "stages.py"), str(data)]).output.strip()
     print(text)
     args.out.write_text(
         "# Benchmarks\n\n"
@@ -245,7 +246,10 @@ def main() -> int:
         "- *floor*: one DuckDB query over the same CSV files for the two headline KPIs of 1-12 of the "
         "latest year, no validation (`benchmarks/floor.sql`).\n"
         "- *pandas baseline*: `benchmarks/pandas_baseline.py`, what an analyst would write.\n\n"
-        + text + "\n",
+        + text + "\n\n"
+        f"## Where the time goes ({max(args.sizes):,} decisions)\n\n"
+        "The library's stages timed one by one without Dagster (`python benchmarks/stages.py "
+        f"{data.relative_to(REPO) if data.is_relative_to(REPO) else data}`):\n\n" + stages + "\n",
         encoding="utf-8",
     )
     print(f"\nwritten to {args.out}")
