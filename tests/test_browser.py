@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from dashboards.pages import PAGES
+from dashboards.screenshots import CHROMIUM_ARGS, take_screenshots
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.publish import output_folders
 from keha_maksatus.report import REPORT_NAME
@@ -23,10 +24,6 @@ from pipelines.definitions import defs
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "build" / "screenshots"
 CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -189,3 +186,9 @@ def test_failed_run_keeps_the_warehouse_and_the_ui_says_why(browser, tmp_path):
             page.screenshot(path=str(SCREENSHOTS / "dagster_failed_run.png"))
         finally:
             page.close()
+
+
+def test_make_screenshots_pictures_every_page(sample_outputs, browser, tmp_path):
+    written = take_screenshots(sample_outputs, tmp_path / "shots", browser)
+    assert [p.name for p in written] == [f"{Path(p.file_name).stem}.png" for p in PAGES] + [f"{REPORT_NAME}.png"]
+    assert all(p.stat().st_size > 20_000 for p in written)
