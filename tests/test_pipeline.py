@@ -214,7 +214,7 @@ def test_build_definitions_takes_paths(tmp_path):
 
 
 def test_sensor_never_picks_up_a_file_still_being_written(tmp_path, monkeypatch):
-    monkeypatch.setenv("KEHA_LANDING_QUIET_SECONDS", "1")
+    monkeypatch.setenv("KEHA_LANDING_QUIET_SECONDS", "3")  # far above the writer's 0.1 s pauses
     landing = tmp_path / "landing"
     landing.mkdir()
     resources = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_path=str(tmp_path / "wh.duckdb"))}
@@ -241,6 +241,6 @@ def test_sensor_never_picks_up_a_file_still_being_written(tmp_path, monkeypatch)
     finally:
         stop.set()
         writer.join()
-    time.sleep(1.3)
+    time.sleep(3.5)
     with dg.build_sensor_context(resources=resources) as context:
         assert isinstance(new_exports_sensor(context), dg.RunRequest)
