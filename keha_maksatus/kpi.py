@@ -138,7 +138,7 @@ SUPPRESSED_CELLS = f"""
 
 def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     """The newest extract date among the files whose rows are used."""
-    return con.execute("SELECT max(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
+    return con.execute("SELECT max(extract_date) FROM state.ingest.log WHERE status = 'ingested'").fetchall()[0][0]
 
 
 
@@ -196,7 +196,6 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
 
 
 def _build_monthly_sums(con: duckdb.DuckDBPyConnection) -> None:
-    official = OFFICIAL_SQL
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE decision_months AS
@@ -206,7 +205,7 @@ def _build_monthly_sums(con: duckdb.DuckDBPyConnection) -> None:
 
         CREATE OR REPLACE TEMP TABLE score_months AS
         SELECT date_trunc('month', vastattu)::DATE AS month,
-               kysely IN ({official}) AS official, kysely = '{CAMPAIGN_SURVEY}' AS campaign,
+               kysely IN ({OFFICIAL_SQL}) AS official, kysely = '{CAMPAIGN_SURVEY}' AS campaign,
                count(arvosana) AS n, sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss
         FROM core.feedback WHERE palvelu = 'maksatus' AND arvosana IS NOT NULL GROUP BY 1, 2, 3;
         """
@@ -259,7 +258,6 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
     band_case = " ".join(
         f"WHEN age <= {high} THEN {i}" if high is not None else f"ELSE {i}" for i, (_, high, _) in enumerate(AGE_BANDS)
     )
-    official = OFFICIAL_SQL
     band_labels = "[" + ", ".join(f"'{label}'" for _, _, label in AGE_BANDS) + "]"
     con.execute(
         f"""
@@ -299,7 +297,7 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
                    count(*) AS responses, count(arvosana) AS n,
                    sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
                    count(*) FILTER (arvosana >= 4) AS high
-            FROM core.feedback WHERE palvelu = 'maksatus' AND kysely IN ({official})
+            FROM core.feedback WHERE palvelu = 'maksatus' AND kysely IN ({OFFICIAL_SQL})
             GROUP BY ALL
         )
         {SUPPRESSED_CELLS.format(keys="year, tukimuoto")}

@@ -101,11 +101,13 @@ def remove_stale_builds(target: Path) -> list[Path]:
 
 
 def publish(con: duckdb.DuckDBPyConnection, release_file: Path, published_path: Path, run_id: str | None = None) -> Path:
-    """Publish the release file: stamp and describe it, checkpoint it, copy it beside the
+    """Publish the release file: copy in the ingest log and quarantine, stamp and describe
+    it, checkpoint it, copy it beside the
     published file, check the copy opens, and move it onto `published_path`."""
     published_path = Path(published_path)
     published_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(published_path)
+    warehouse.refresh_quality_copies(con)
     con.execute(
         """
         CREATE OR REPLACE TABLE meta.publication AS

@@ -290,12 +290,11 @@ def merge_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
         con.execute("INSERT INTO meta.merged_files SELECT file_id, ? FROM new_files", [kind])
         failpoints.reach("validate")
     con.execute("DROP TABLE new_files")
-    refresh_quality_copies(con)
     return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
 
 
 def refresh_quality_copies(con: duckdb.DuckDBPyConnection) -> None:
-    """The release's copies of the ingest log and the quarantine."""
+    """The release's copies of the ingest log and the quarantine (made at publish)."""
     con.execute(
         """
         CREATE OR REPLACE TABLE quality.ingest_log AS SELECT * FROM state.ingest.log ORDER BY file_id;

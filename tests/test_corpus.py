@@ -25,7 +25,7 @@ def latest_valid_rows(con, kind: str, id_column: str) -> dict[str, dict]:
     """Valid rows of used files, the latest extract (file-name order) per id: computed here
     in Python, independently of the pipeline's SQL."""
     cursor = con.execute(
-        f"SELECT l.file_name, l.file_id, s.* FROM state.staging.{kind} s JOIN quality.ingest_log l USING (file_id) WHERE l.status = 'ingested'"
+        f"SELECT l.file_name, l.file_id, s.* FROM state.staging.{kind} s JOIN state.ingest.log l USING (file_id) WHERE l.status = 'ingested'"
     )
     names = [d[0] for d in cursor.description]
     latest: dict[str, dict] = {}
@@ -66,7 +66,7 @@ def test_corpus_case(case, tmp_path):
     con = build_working(landing, tmp_path / "work", today=dt.date(2022, 6, 30))  # the run finishes
     try:
         log = {r[0]: r[1:] for r in con.execute(
-            "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM quality.ingest_log"
+            "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM state.ingest.log"
         ).fetchall()}
         assert set(log) == {f["name"] for f in expected["file"]}
         for f in expected["file"]:
@@ -76,7 +76,7 @@ def test_corpus_case(case, tmp_path):
             if status != "ingested":
                 assert reason, f"{f['name']}: a file held back must say why"
 
-        quarantine = con.execute("SELECT file_name, line, column_name, rule, raw_value FROM quality.quarantine").fetchall()
+        quarantine = con.execute("SELECT file_name, line, column_name, rule, raw_value FROM state.ingest.quarantine").fetchall()
         assert all(file and line >= 2 and column and rule for file, line, column, rule, _ in quarantine)
         assert {q[:4] for q in quarantine} == {(r["file"], r["line"], r["column"], r["rule"]) for r in expected.get("rejection", [])}
         for name, (_, _, _, rejected, _) in log.items():

@@ -17,7 +17,7 @@ def _current_state_asset(kind: str, description: str):
             wh.merge_current_state(con, kind)
             metadata = table_metadata(con, f"core.{kind}")
             rejected = con.execute(
-                "SELECT count(DISTINCT (file_id, line)) FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id) WHERE l.kind = ?",
+                "SELECT count(DISTINCT (file_id, line)) FROM state.ingest.quarantine q JOIN state.ingest.log l USING (file_id) WHERE l.kind = ?",
                 [kind],
             ).fetchall()[0][0]
         return dg.MaterializeResult(metadata={**metadata, "rows_in_quarantine_all_time": rejected})
