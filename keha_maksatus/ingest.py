@@ -8,7 +8,7 @@ in the ingest log. A file that cannot be read is logged with its reason.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -36,7 +36,6 @@ class FileOutcome:
     rows_read: int = 0
     rows_valid: int = 0
     rows_rejected: int = 0
-    rejected_by_rule: dict[str, int] = field(default_factory=dict)
 
 
 def ingest_landing(
@@ -104,7 +103,6 @@ def ingest_file(
         rows_read=result.rows_read,
         rows_valid=result.rows_valid,
         rows_rejected=result.rows_rejected,
-        rejected_by_rule=dict(result.rejections.group_by("rule").len().sort("rule").iter_rows()),
     )
     if result.rows_read and result.rows_rejected / result.rows_read > settings.max_rejected_share:
         outcome.status = QUARANTINED

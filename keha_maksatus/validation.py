@@ -76,7 +76,7 @@ def validate_export(
     schema_failures = schema_failures.filter(
         ~pl.col("rule").is_in(list(DATAFRAME_CHECK_COLUMNS)) | ~pl.col(LINE).is_in(parse_failures[LINE].implode())
     )
-    failures = pl.concat([parse_failures, schema_failures]).sort(LINE, "column")
+    failures = pl.concat([parse_failures, schema_failures])
     rejections = pl.concat([_attach_raw_values(failures, frame), ragged]).sort(LINE, "column")
 
     valid = typed.join(rejections.select(LINE).unique(), on=LINE, how="anti").drop("extract_date", strict=False)
@@ -158,4 +158,4 @@ def _attach_raw_values(failures: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFr
         parts.append(failures.filter(pl.col("column") == column).join(raw, on=LINE, how="left"))
     if not parts:
         return pl.DataFrame(schema=REJECTION_SCHEMA)
-    return pl.concat(parts).select(list(REJECTION_SCHEMA)).sort(LINE, "column")
+    return pl.concat(parts).select(list(REJECTION_SCHEMA))
