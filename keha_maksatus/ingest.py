@@ -1,8 +1,9 @@
 """Ingesting the landing folder into the working warehouse, one file at a time.
 
 Each new file (by content hash) is read, validated, pseudonymised and stored in one
-transaction: its valid rows to staging, its rejections to the quarantine, and a line
-in the ingest log. A file that cannot be read is logged with its reason.
+transaction: a line in the ingest log, its rejections to the quarantine, and its valid
+rows merged into the current state (core.*). A file that cannot be read is logged with
+its reason.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import polars as pl
 
 from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
-from keha_maksatus.privacy import mask_free_text, pseudonym_sql
+from keha_maksatus.privacy import PseudonymTable, mask_free_text
 from keha_maksatus.readers import UnreadableFile, read_export
 from keha_maksatus.schemas import kind_of_file
 from keha_maksatus.validation import validate_export
@@ -48,24 +49,35 @@ def ingest_landing(
     """Ingest every file of the landing folder not yet in the ingest log."""
     outcomes = []
     known = warehouse.known_hashes(con)
-    for item in landing.list_landing_files(landing_dir):
-        digest = landing.content_hash(item.path)
-        if digest in known:
-            if known[digest] != item.name and not _logged_name(con, item.name, digest):
-                outcome = FileOutcome(item.name, DUPLICATE, reason=f"same content as {known[digest]}, not ingested twice")
-                _log(con, item, digest, outcome, None, None)
+    pseudonyms = PseudonymTable(con, key)
+    try:
+        for item in landing.list_landing_files(landing_dir):
+            outcome = _ingest_new(con, item, known, pseudonyms, settings, today)
+            if outcome:
                 outcomes.append(outcome)
-            continue
-        outcome = ingest_file(con, item, digest, key, settings, today)
-        known[digest] = item.name
-        outcomes.append(outcome)
+    finally:
+        pseudonyms.drop()
     return outcomes
+
+
+def _ingest_new(con, item, known: dict[str, str], pseudonyms: PseudonymTable, settings: Settings, today) -> FileOutcome | None:
+    """Ingest one landing file unless its content is known; None when nothing is new."""
+    digest = landing.content_hash(item.path)
+    if digest in known:
+        if known[digest] == item.name or _logged_name(con, item.name, digest):
+            return None
+        outcome = FileOutcome(item.name, DUPLICATE, reason=f"same content as {known[digest]}, not ingested twice")
+        _log(con, item, digest, outcome, None, None)
+        return outcome
+    outcome = ingest_file(con, item, digest, pseudonyms, settings, today)
+    known[digest] = item.name
+    return outcome
 
 
 def _logged_name(con: duckdb.DuckDBPyConnection, name: str, digest: str) -> bool:
     return bool(
         con.execute(
-            "SELECT count(*) FROM state.ingest.log WHERE file_name = ? AND content_sha256 = ?", [name, digest]
+            "SELECT count(*) FROM quality.ingest_log WHERE file_name = ? AND content_sha256 = ?", [name, digest]
         ).fetchall()[0][0]
     )
 
@@ -74,7 +86,7 @@ def ingest_file(
     con: duckdb.DuckDBPyConnection,
     item: landing.LandingFile,
     digest: str,
-    key: bytes,
+    pseudonyms: PseudonymTable,
     settings: Settings,
     today: dt.date | None = None,
 ) -> FileOutcome:
@@ -116,9 +128,11 @@ def ingest_file(
         valid = valid.with_columns(mask_free_text(pl.col("vapaa_teksti")))
     with warehouse.transaction(con):
         file_id = _log(con, item, digest, outcome, extract_date, read, result.extra_columns)
-        _store_rows(con, kind.name, file_id, valid, key)
         _store_rejections(con, file_id, item.name, result.rejections)
         failpoints.reach("ingest")  # mid-transaction: nothing of this file may stay
+        if outcome.status == INGESTED:
+            _merge_valid_rows(con, kind.name, file_id, item.name, valid, pseudonyms)
+        failpoints.reach("validate")  # rows merged into the current state, not committed
     return outcome
 
 
@@ -126,7 +140,7 @@ def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_colu
     file_id = warehouse.next_file_id(con)
     con.execute(
         """
-        INSERT INTO state.ingest.log VALUES
+        INSERT INTO quality.ingest_log VALUES
         (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
         """,
         [
@@ -140,27 +154,28 @@ def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_colu
     return file_id
 
 
-def _store_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, valid: pl.DataFrame, key: bytes) -> None:
-    """Valid rows into staging; the customer id is replaced by its pseudonym on the way."""
+def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.DataFrame, pseudonyms: PseudonymTable) -> None:
+    """Valid rows into the current state; the customer id is replaced by its pseudonym
+    on the way."""
     if valid.is_empty():
         return
     con.register("incoming_rows", valid)
     try:
-        columns = [f"{int(file_id)} AS file_id" if c == "file_id" else c for c in warehouse.STAGING_COLUMNS[kind]]
         if kind == "decisions":
-            # Each distinct customer is hashed once, then joined back to its rows.
-            expression, params = pseudonym_sql("asiakastunnus", key)
+            pseudonyms.add("incoming_rows", "asiakastunnus")
             con.execute(
                 f"""
-                INSERT INTO state.staging.decisions BY NAME
-                WITH customers AS (SELECT DISTINCT asiakastunnus FROM incoming_rows)
-                SELECT {', '.join(columns)}
-                FROM incoming_rows JOIN (SELECT asiakastunnus, {expression} AS asiakas_hash FROM customers) USING (asiakastunnus)
-                """,
-                params,
+                CREATE OR REPLACE TEMP VIEW incoming AS
+                SELECT i.* EXCLUDE (asiakastunnus), p.asiakas_hash,
+                       i.paatetty - i.saapunut AS kasittelyaika_pv,
+                       greatest(0, i.paatetty - i.saapunut - i.taydennys_pv) AS netto_kasittelyaika_pv
+                FROM incoming_rows i JOIN {pseudonyms.table} p ON p.customer_id = i.asiakastunnus
+                """
             )
         else:
-            con.execute(f"INSERT INTO state.staging.{kind} BY NAME SELECT {', '.join(columns)} FROM incoming_rows")
+            con.execute("CREATE OR REPLACE TEMP VIEW incoming AS SELECT * FROM incoming_rows")
+        warehouse.merge_rows(con, kind, file_id, file_name, "incoming")
+        con.execute("DROP VIEW incoming")
     finally:
         con.unregister("incoming_rows")
 
@@ -178,6 +193,6 @@ def _store_rejections(con: duckdb.DuckDBPyConnection, file_id: int, file_name: s
     )
     con.register("incoming_rejections", rows)
     try:
-        con.execute("INSERT INTO state.ingest.quarantine BY NAME SELECT * FROM incoming_rejections")
+        con.execute("INSERT INTO quality.quarantine BY NAME SELECT * FROM incoming_rejections")
     finally:
         con.unregister("incoming_rejections")

@@ -138,7 +138,7 @@ SUPPRESSED_CELLS = f"""
 
 def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     """The newest extract date among the files whose rows are used."""
-    return con.execute("SELECT max(extract_date) FROM state.ingest.log WHERE status = 'ingested'").fetchall()[0][0]
+    return con.execute("SELECT max(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
 
 
 

@@ -7,6 +7,7 @@ import hmac
 import os
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 KEY_ENV = "KEHA_PSEUDONYM_KEY"
@@ -61,6 +62,34 @@ def pseudonym_sql(column: str, key: bytes) -> tuple[str, list[bytes]]:
     outer_pad = bytes(b ^ 0x5C for b in block)
     expression = f"sha256(?::BLOB || unhex(sha256(?::BLOB || encode(upper(trim({column}))))))"
     return expression, [outer_pad, inner_pad]
+
+
+class PseudonymTable:
+    """The pseudonyms of the customer ids met so far in one run, in a temporary DuckDB
+    table (memory only, dropped at the end): an id repeated across extracts is hashed
+    once. Columns: customer_id (the normalised id), asiakas_hash."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, key: bytes):
+        self.con = con
+        self.table = f"pseudonyms_{os.getpid()}_{id(self)}"
+        self._expression, self._params = pseudonym_sql("customer_id", key)
+        con.execute(f"CREATE TEMP TABLE {self.table} (customer_id VARCHAR NOT NULL, asiakas_hash VARCHAR NOT NULL)")
+
+    def add(self, relation: str, column: str) -> None:
+        """Hash the ids of relation.column (fixed names) not met before."""
+        self.con.execute(
+            f"""
+            INSERT INTO {self.table}
+            SELECT customer_id, {self._expression} FROM (
+                SELECT DISTINCT {column} AS customer_id FROM {relation}
+                WHERE {column} NOT IN (SELECT customer_id FROM {self.table})
+            )
+            """,
+            self._params,
+        )
+
+    def drop(self) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
 def mask_free_text(text: pl.Expr) -> pl.Expr:

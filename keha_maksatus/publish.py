@@ -100,14 +100,12 @@ def remove_stale_builds(target: Path) -> list[Path]:
     return stale
 
 
-def publish(con: duckdb.DuckDBPyConnection, release_file: Path, published_path: Path, run_id: str | None = None) -> Path:
-    """Publish the release file: copy in the ingest log and quarantine, stamp and describe
-    it, checkpoint it, copy it beside the
+def publish(con: duckdb.DuckDBPyConnection, working_file: Path, published_path: Path, run_id: str | None = None) -> Path:
+    """Publish the working file: stamp and describe it, checkpoint it, copy it beside the
     published file, check the copy opens, and move it onto `published_path`."""
     published_path = Path(published_path)
     published_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(published_path)
-    warehouse.refresh_quality_copies(con)
     con.execute(
         """
         CREATE OR REPLACE TABLE meta.publication AS
@@ -122,7 +120,7 @@ def publish(con: duckdb.DuckDBPyConnection, release_file: Path, published_path: 
     warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS})
     con.execute("CHECKPOINT")  # everything in the file itself, nothing left in its WAL
     build = staging_path(published_path)
-    shutil.copyfile(release_file, build)
+    shutil.copyfile(working_file, build)
     _check_opens(build)
     failpoints.reach("publish")  # the new file is written but not yet in place
     with build.open("rb") as handle:

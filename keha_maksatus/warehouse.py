@@ -1,14 +1,10 @@
-"""The pipeline's two working DuckDB files, their tables and descriptions, and the
-current state of every application and response.
+"""The pipeline's working DuckDB file: its tables and descriptions, and the current
+state of every application and response.
 
-- state (`.work/state.duckdb`, attached as `state`): the history of every ingested
-  file: its valid rows (`state.staging.*`), rejections (`state.ingest.quarantine`) and the
-  ingest log (`state.ingest.log`).
-- release (`.work/release.duckdb`, the connection's own database): exactly what is
-  published: `core.*` (kept up to date by merging only new files), `kpi.*`, `quality.*`
-  copies of the log and quarantine, `meta.*`. Publishing copies this file.
-
-Analysts never open either: they get the published copy (publish.py).
+The working file (`.work/warehouse.duckdb`) holds exactly what is published: the ingest
+log and quarantine (`quality.*`), the current state (`core.*`, merged file by file as each
+file is ingested), the KPI tables (`kpi.*`) and `meta.*`. Publishing copies it, so
+analysts never open it (publish.py).
 """
 
 from __future__ import annotations
@@ -19,16 +15,17 @@ from typing import Iterator
 
 import duckdb
 
-from keha_maksatus import failpoints
+WORKING_FILE = "warehouse.duckdb"
+# Files of the earlier two-file layout; removed on connect (a full run rebuilds them).
+_LEGACY_FILES = ("state.duckdb", "state.duckdb.wal", "release.duckdb", "release.duckdb.wal")
 
-STATE_FILE = "state.duckdb"
-RELEASE_FILE = "release.duckdb"
+DDL = """
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS kpi;
+CREATE SCHEMA IF NOT EXISTS quality;
+CREATE SCHEMA IF NOT EXISTS meta;
 
-STATE_DDL = """
-CREATE SCHEMA IF NOT EXISTS state.staging;
-CREATE SCHEMA IF NOT EXISTS state.ingest;
-
-CREATE TABLE IF NOT EXISTS state.ingest.log (
+CREATE TABLE IF NOT EXISTS quality.ingest_log (
     file_id        INTEGER PRIMARY KEY,
     file_name      VARCHAR NOT NULL,
     kind           VARCHAR,
@@ -47,7 +44,7 @@ CREATE TABLE IF NOT EXISTS state.ingest.log (
     ingested_at    TIMESTAMP NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS state.ingest.quarantine (
+CREATE TABLE IF NOT EXISTS quality.quarantine (
     file_id     INTEGER NOT NULL,
     file_name   VARCHAR NOT NULL,
     line        BIGINT NOT NULL,
@@ -55,43 +52,6 @@ CREATE TABLE IF NOT EXISTS state.ingest.quarantine (
     rule        VARCHAR NOT NULL,
     raw_value   VARCHAR
 );
-
-CREATE TABLE IF NOT EXISTS state.staging.decisions (
-    file_id       INTEGER NOT NULL,
-    line          BIGINT NOT NULL,
-    hakemus_id    VARCHAR NOT NULL,
-    tukimuoto     VARCHAR NOT NULL,
-    yksikko       VARCHAR NOT NULL,
-    saapunut      DATE NOT NULL,
-    paatetty      DATE,
-    paatos        VARCHAR,
-    haettu_eur    DOUBLE,
-    maksettu_eur  DOUBLE,
-    asiakas_hash  VARCHAR NOT NULL,
-    taydennys_pv  BIGINT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS state.staging.feedback (
-    file_id       INTEGER NOT NULL,
-    line          BIGINT NOT NULL,
-    vastaus_id    VARCHAR NOT NULL,
-    kysely        VARCHAR NOT NULL,
-    palvelu       VARCHAR NOT NULL,
-    vastattu      TIMESTAMP NOT NULL,
-    arvosana      BIGINT,
-    tukimuoto     VARCHAR,
-    yksikko       VARCHAR,
-    hakemus_id    VARCHAR,
-    kieli         VARCHAR,
-    vapaa_teksti  VARCHAR
-);
-"""
-
-RELEASE_DDL = """
-CREATE SCHEMA IF NOT EXISTS core;
-CREATE SCHEMA IF NOT EXISTS kpi;
-CREATE SCHEMA IF NOT EXISTS quality;
-CREATE SCHEMA IF NOT EXISTS meta;
 
 CREATE TABLE IF NOT EXISTS core.decisions (
     hakemus_id VARCHAR NOT NULL, tukimuoto VARCHAR NOT NULL, yksikko VARCHAR NOT NULL,
@@ -107,20 +67,8 @@ CREATE TABLE IF NOT EXISTS core.feedback (
     hakemus_id VARCHAR, kieli VARCHAR, vapaa_teksti VARCHAR,
     file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL
 );
-
-CREATE TABLE IF NOT EXISTS meta.merged_files (file_id INTEGER NOT NULL, kind VARCHAR NOT NULL);
 """
 
-STAGING_COLUMNS = {
-    "decisions": [
-        "file_id", "line", "hakemus_id", "tukimuoto", "yksikko", "saapunut", "paatetty", "paatos",
-        "haettu_eur", "maksettu_eur", "asiakas_hash", "taydennys_pv",
-    ],
-    "feedback": [
-        "file_id", "line", "vastaus_id", "kysely", "palvelu", "vastattu", "arvosana", "tukimuoto",
-        "yksikko", "hakemus_id", "kieli", "vapaa_teksti",
-    ],
-}
 ID_COLUMNS = {"decisions": "hakemus_id", "feedback": "vastaus_id"}
 
 # Descriptions for every published table and its columns (COMMENT ON).
@@ -129,7 +77,6 @@ TABLE_COMMENTS = {
     "quality.quarantine": "Every rejected cell: source file, line (1 = header), column, rule and raw value (personal data masked). A rejected row changes nothing.",
     "core.decisions": "Payment applications in their latest valid state (a later extract replaces an earlier row). Customer ids are pseudonymised.",
     "core.feedback": "Survey responses in their latest valid state. Free text has personal data masked.",
-    "meta.merged_files": "Bookkeeping: the files whose rows are merged into core.*",
 }
 COLUMN_COMMENTS = {
     "quality.ingest_log": {
@@ -193,15 +140,14 @@ COLUMN_COMMENTS = {
 
 
 def connect(work_dir: Path) -> duckdb.DuckDBPyConnection:
-    """A connection to the release file with the state file attached (both created and
-    migrated as needed). The caller closes it."""
+    """A connection to the working file (created as needed). The caller closes it."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(work_dir / RELEASE_FILE))
+    for name in _LEGACY_FILES:
+        (work_dir / name).unlink(missing_ok=True)
+    con = duckdb.connect(str(work_dir / WORKING_FILE))
     try:
-        con.execute("ATTACH ? AS state", [str(work_dir / STATE_FILE)])
-        con.execute(STATE_DDL)
-        con.execute(RELEASE_DDL)
+        con.execute(DDL)
     except BaseException:
         con.close()
         raise
@@ -217,8 +163,8 @@ def open_working(work_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def release_path(work_dir: Path) -> Path:
-    return Path(work_dir) / RELEASE_FILE
+def working_path(work_dir: Path) -> Path:
+    return Path(work_dir) / WORKING_FILE
 
 
 @contextmanager
@@ -234,72 +180,32 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def known_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """content_sha256 -> file name of every file already in the ingest log."""
-    return dict(con.execute("SELECT content_sha256, min(file_name) FROM state.ingest.log GROUP BY 1").fetchall())
+    return dict(con.execute("SELECT content_sha256, min(file_name) FROM quality.ingest_log GROUP BY 1").fetchall())
 
 
 def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM state.ingest.log").fetchall()[0][0]
+    return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM quality.ingest_log").fetchall()[0][0]
 
 
-def merge_current_state(con: duckdb.DuckDBPyConnection, kind: str) -> int:
-    """Bring core.<kind> up to date: for each id the row of the latest extract in
-    file-name order, among files whose rows are used (status 'ingested'). Only files not
-    merged before are read, so a nightly run touches only the new rows. Returns the
-    number of rows in core.<kind>."""
+def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str) -> None:
+    """Merge one file's rows (the relation `rows`, a fixed name, with the core columns
+    but file_name and file_id) into core.<kind>: for each id the row of the latest extract
+    in file-name order stands, a later-ingested file winning a tie. Called inside the
+    file's ingest transaction, so a nightly run touches only the new rows."""
     id_column = ID_COLUMNS[kind]
-    columns = ", ".join(f"s.{c}" for c in STAGING_COLUMNS[kind] if c not in ("file_id", "line"))
-    derived = (
-        ", s.paatetty - s.saapunut AS kasittelyaika_pv, "
-        "greatest(0, s.paatetty - s.saapunut - s.taydennys_pv) AS netto_kasittelyaika_pv"
-        if kind == "decisions"
-        else ""
-    )
-    with transaction(con):
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE new_files AS
-            SELECT file_id, file_name FROM state.ingest.log
-            WHERE status = 'ingested' AND kind = ? AND file_id NOT IN (SELECT file_id FROM meta.merged_files)
-            """,
-            [kind],
-        )
-        latest_new_rows = f"""
-            SELECT {columns}{derived}, f.file_name, s.file_id, s.line
-            FROM state.staging.{kind} s JOIN new_files f USING (file_id)
-            QUALIFY row_number() OVER (PARTITION BY s.{id_column} ORDER BY f.file_name DESC, s.file_id DESC) = 1
-        """
-        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM core.{kind} LIMIT 1)").fetchall()[0][0]:
-            # Empty (first run, or the release file was lost): a straight insert.
-            con.execute(f"INSERT INTO core.{kind} BY NAME {latest_new_rows}")
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS {latest_new_rows}")
-            con.execute(
-                f"""
-                DELETE FROM core.{kind} c USING incoming i
-                WHERE c.{id_column} = i.{id_column}
-                  AND (i.file_name > c.file_name OR (i.file_name = c.file_name AND i.file_id > c.file_id))
-                """
-            )
-            con.execute(
-                f"""
-                INSERT INTO core.{kind} BY NAME
-                SELECT i.* FROM incoming i ANTI JOIN core.{kind} c ON c.{id_column} = i.{id_column}
-                """
-            )
-            con.execute("DROP TABLE incoming")
-        con.execute("INSERT INTO meta.merged_files SELECT file_id, ? FROM new_files", [kind])
-        failpoints.reach("validate")
-    con.execute("DROP TABLE new_files")
-    return con.execute(f"SELECT count(*) FROM core.{kind}").fetchall()[0][0]
-
-
-def refresh_quality_copies(con: duckdb.DuckDBPyConnection) -> None:
-    """The release's copies of the ingest log and the quarantine (made at publish)."""
     con.execute(
-        """
-        CREATE OR REPLACE TABLE quality.ingest_log AS SELECT * FROM state.ingest.log ORDER BY file_id;
-        CREATE OR REPLACE TABLE quality.quarantine AS SELECT * FROM state.ingest.quarantine ORDER BY file_id, line, column_name;
-        """
+        f"DELETE FROM core.{kind} c USING {rows} r WHERE c.{id_column} = r.{id_column} AND c.file_name <= ?",
+        [file_name],
+    )
+    later_file_merged = con.execute(
+        "SELECT count(*) FROM quality.ingest_log WHERE kind = ? AND status = 'ingested' AND file_name > ? AND file_id <> ?",
+        [kind, file_name, file_id],
+    ).fetchall()[0][0]
+    # Only a file arriving after a later extract can meet rows that must stand.
+    keep_later = f"ANTI JOIN core.{kind} c ON c.{id_column} = r.{id_column}" if later_file_merged else ""
+    con.execute(
+        f"INSERT INTO core.{kind} BY NAME SELECT r.*, ?::VARCHAR AS file_name, ?::INTEGER AS file_id FROM {rows} r {keep_later}",
+        [file_name, file_id],
     )
 
 

@@ -14,8 +14,8 @@ from keha_maksatus.publish import OutputFolders, output_folders
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Paths of the landing folder and the published DuckDB file; the working files
-    live in a hidden folder beside the published one."""
+    """Paths of the landing folder and the published DuckDB file; the working file
+    lives in a hidden folder beside the published one."""
 
     landing_dir: str
     warehouse_path: str
@@ -26,12 +26,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def work_dir(self) -> Path:
-        """The pipeline's working files (state and release), hidden beside the published file."""
+        """The pipeline's working file, hidden beside the published one."""
         return self.published_path.parent / ".work"
 
     @property
-    def release_file(self) -> Path:
-        return warehouse.release_path(self.work_dir)
+    def working_file(self) -> Path:
+        return warehouse.working_path(self.work_dir)
 
     @property
     def outputs(self) -> OutputFolders:

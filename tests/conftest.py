@@ -44,13 +44,11 @@ def response(vastaus_id: str, vastattu: str, arvosana: str, kysely: str = "kohta
 
 
 def build_working(landing: Path, work_dir: Path, today: dt.date | None = None) -> duckdb.DuckDBPyConnection:
-    """Ingest, current state and KPIs through the library (what the assets call); the
-    open working connection (release file, state attached)."""
+    """Ingest (with the current state) and KPIs through the library (what the assets
+    call); the open working connection."""
     settings = load_settings()
     con = warehouse.connect(work_dir)
     ingest_landing(con, landing, TEST_KEY, settings, today=today)
-    for kind in ("decisions", "feedback"):
-        warehouse.merge_current_state(con, kind)
     kpi.build_kpis(con, settings)
     return con
 

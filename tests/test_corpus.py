@@ -10,6 +10,9 @@ import pytest
 
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
 from keha_maksatus.kpi import OFFICIAL_SURVEYS
+from keha_maksatus.readers import read_export
+from keha_maksatus.schemas import kind_of_file
+from keha_maksatus.validation import validate_export
 
 from conftest import build_working, quality_row
 
@@ -21,25 +24,27 @@ def test_corpus_has_at_least_thirty_cases():
     assert len(CASES) >= 30
 
 
-def latest_valid_rows(con, kind: str, id_column: str) -> dict[str, dict]:
-    """Valid rows of used files, the latest extract (file-name order) per id: computed here
-    in Python, independently of the pipeline's SQL."""
-    cursor = con.execute(
-        f"SELECT l.file_name, l.file_id, s.* FROM state.staging.{kind} s JOIN state.ingest.log l USING (file_id) WHERE l.status = 'ingested'"
-    )
-    names = [d[0] for d in cursor.description]
+def latest_valid_rows(con, landing: Path, kind: str, id_column: str) -> dict[str, dict]:
+    """Valid rows of the used files, the latest extract (file-name order) per id: each
+    file validated again here and the latest row picked in Python, independently of the
+    pipeline's SQL merge."""
+    used = con.execute(
+        "SELECT file_name, file_id, extract_date FROM quality.ingest_log WHERE status = 'ingested' AND kind = ?", [kind]
+    ).fetchall()
     latest: dict[str, dict] = {}
-    for values in cursor.fetchall():
-        row = dict(zip(names, values))
-        key = (row["file_name"], row["file_id"])
-        if row[id_column] not in latest or key > latest[row[id_column]]["_key"]:
-            latest[row[id_column]] = {**row, "_key": key}
+    for file_name, file_id, extract_date in used:
+        read = read_export(landing / file_name)
+        valid = validate_export(read.frame, kind_of_file(file_name), extract_date, spreadsheet=read.file_format == "xlsx").valid
+        for row in valid.to_dicts():
+            key = (file_name, file_id)
+            if row[id_column] not in latest or key > latest[row[id_column]]["_key"]:
+                latest[row[id_column]] = {**row, "_key": key}
     return latest
 
 
-def reference_kpis(con, periods) -> dict[tuple[str, str], tuple[int, float | None]]:
-    decisions = latest_valid_rows(con, "decisions", "hakemus_id").values()
-    feedback = latest_valid_rows(con, "feedback", "vastaus_id").values()
+def reference_kpis(con, landing: Path, periods) -> dict[tuple[str, str], tuple[int, float | None]]:
+    decisions = latest_valid_rows(con, landing, "decisions", "hakemus_id").values()
+    feedback = latest_valid_rows(con, landing, "feedback", "vastaus_id").values()
     expected = {}
     for label, start, end in periods:
         days = [(r["paatetty"] - r["saapunut"]).days for r in decisions if r["paatetty"] and start <= r["paatetty"] <= end]
@@ -66,7 +71,7 @@ def test_corpus_case(case, tmp_path):
     con = build_working(landing, tmp_path / "work", today=dt.date(2022, 6, 30))  # the run finishes
     try:
         log = {r[0]: r[1:] for r in con.execute(
-            "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM state.ingest.log"
+            "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM quality.ingest_log"
         ).fetchall()}
         assert set(log) == {f["name"] for f in expected["file"]}
         for f in expected["file"]:
@@ -76,7 +81,7 @@ def test_corpus_case(case, tmp_path):
             if status != "ingested":
                 assert reason, f"{f['name']}: a file held back must say why"
 
-        quarantine = con.execute("SELECT file_name, line, column_name, rule, raw_value FROM state.ingest.quarantine").fetchall()
+        quarantine = con.execute("SELECT file_name, line, column_name, rule, raw_value FROM quality.quarantine").fetchall()
         assert all(file and line >= 2 and column and rule for file, line, column, rule, _ in quarantine)
         assert {q[:4] for q in quarantine} == {(r["file"], r["line"], r["column"], r["rule"]) for r in expected.get("rejection", [])}
         for name, (_, _, _, rejected, _) in log.items():
@@ -91,7 +96,7 @@ def test_corpus_case(case, tmp_path):
             assert got == want, check
 
         periods = con.execute("SELECT DISTINCT period_label, period_start, period_end FROM kpi.quality_section").fetchall()
-        for (indicator, label), (n, value) in reference_kpis(con, periods).items():
+        for (indicator, label), (n, value) in reference_kpis(con, landing, periods).items():
             row = quality_row(con, indicator, label)
             assert row["n"] == n, (indicator, label)
             assert row["value"] == pytest.approx(value), (indicator, label)

@@ -104,7 +104,7 @@ def test_rejected_row_does_not_override_an_earlier_valid_row(landing, tmp_path):
     con = build_working(landing, tmp_path / "work")
     days = dict(con.execute("SELECT hakemus_id, kasittelyaika_pv FROM core.decisions").fetchall())
     assert days == {"H1": 10, "H2": 30, "H3": 1}
-    assert con.execute("SELECT file_name, line, column_name, rule FROM state.ingest.quarantine").fetchall() == [
+    assert con.execute("SELECT file_name, line, column_name, rule FROM quality.quarantine").fetchall() == [
         (D.format("2022-12-31"), 2, "paatetty", "date_format")
     ]
 

@@ -11,7 +11,7 @@ from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
 from keha_maksatus import finnish as fi
 from keha_maksatus.exports import EXPORTED_TABLES, write_exports
 from keha_maksatus.publish import publish
-from keha_maksatus.warehouse import release_path
+from keha_maksatus.warehouse import working_path
 from keha_maksatus.report import build_report, render_html, render_markdown, write_report
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
@@ -28,7 +28,7 @@ def published(landing, tmp_path):
     rows += [response("W1", "1.4.2022", "1", tukimuoto="eakr", teksti="soita 040 123 4567")]
     write_export(landing, "asiakaspalaute_2022-12-31.csv", FEEDBACK_HEADER, rows)
     con = build_working(landing, tmp_path / "work")
-    path = publish(con, release_path(tmp_path / "work"), tmp_path / "pub" / "maksatus.duckdb")
+    path = publish(con, working_path(tmp_path / "work"), tmp_path / "pub" / "maksatus.duckdb")
     con.close()
     return path
 

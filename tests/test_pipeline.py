@@ -101,7 +101,7 @@ def test_run_twice_publishes_identical_tables(tmp_path):
     second = materialize(landing, published)
     assert second.success
     assert table_hashes(published) == before
-    ingest = second.asset_materializations_for_node("ingested_files")[0]
+    ingest = next(m for m in second.asset_materializations_for_node("ingest_landing_folder") if m.asset_key.to_user_string() == "ingested_files")
     assert ingest.metadata["new_files"].value == 0
 
     con = duckdb.connect(str(published), read_only=True)

@@ -68,7 +68,7 @@ def output_texts(published: Path) -> dict[str, str]:
 
 def test_no_personal_data_in_any_output(sample_warehouse, secrets):
     texts = output_texts(sample_warehouse)
-    assert {"warehouse", "working file state.duckdb", "working file release.duckdb", "laatuosio.html", "index.html", "maksatus_kpi.xlsx", "kpi_backlog.parquet"} <= set(texts)
+    assert {"warehouse", "working file warehouse.duckdb", "laatuosio.html", "index.html", "maksatus_kpi.xlsx", "kpi_backlog.parquet"} <= set(texts)
     for name, text in texts.items():
         leaked = sorted(s for s in secrets if s in text)
         assert not leaked, f"{name} contains {leaked[:3]}"

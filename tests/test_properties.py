@@ -83,22 +83,29 @@ def test_every_row_is_valid_or_quarantined(files):
             log = con.execute(
                 """
                 SELECT l.file_name, l.status, l.rows_read, l.rows_valid, l.rows_rejected,
-                       (SELECT count(*) FROM state.staging.decisions s WHERE s.file_id = l.file_id),
-                       (SELECT count(DISTINCT line) FROM state.ingest.quarantine q WHERE q.file_id = l.file_id)
-                FROM state.ingest.log l ORDER BY l.file_name
+                       (SELECT count(DISTINCT line) FROM quality.quarantine q WHERE q.file_id = l.file_id)
+                FROM quality.ingest_log l ORDER BY l.file_name
                 """
             ).fetchall()
+            rejected_lines = set(con.execute("SELECT file_name, line FROM quality.quarantine").fetchall())
+            current = set(con.execute("SELECT hakemus_id, file_name, line FROM core.decisions").fetchall())
         finally:
             con.close()
     by_name = {row[0]: row for row in log}
     seen = set()
+    expected_current = {}  # id -> (file, line): the valid row of the latest used file
     for index, rows in enumerate(files):
         name = f"maksatuspaatokset_2022-06-{index + 10}.csv"
-        _, status, read, valid, rejected, stored_valid, stored_rejected = by_name[name]
+        _, status, read, valid, rejected, stored_rejected = by_name[name]
         content = tuple(rows)
         if content in seen:  # identical content under another name
             assert status == "duplicate_content"
             continue
         seen.add(content)
         assert read == len(rows) == valid + rejected
-        assert (stored_valid, stored_rejected) == (valid, rejected)
+        assert stored_rejected == rejected
+        if status == "ingested":
+            for line, row in enumerate(rows, start=2):
+                if (name, line) not in rejected_lines:
+                    expected_current[row.split(";")[0].strip()] = (name, line)
+    assert current == {(hakemus_id, name, line) for hakemus_id, (name, line) in expected_current.items()}
