@@ -27,10 +27,22 @@ def parse_decimal(column: str) -> pl.Expr:
     )
 
 
+def fast_decimal(column: str) -> pl.Expr:
+    """The export's usual form, `1234,5`, only; null for anything else (see parse_decimal)."""
+    raw = pl.col(column)
+    return pl.when(raw.str.contains(r"^-?\d+(,\d+)?$")).then(raw.str.replace(",", ".", literal=True)).cast(pl.Float64, strict=False)
+
+
 def parse_integer(column: str) -> pl.Expr:
     """Plain whole numbers (an optional `.0` from spreadsheets allowed); else null."""
     text = clean_text(column).str.replace(r"\.0+$", "")
     return pl.when(text.str.contains(r"^-?\d+$")).then(text).otherwise(None).cast(pl.Int64, strict=False)
+
+
+def fast_integer(column: str) -> pl.Expr:
+    """Plain digits only; null for anything else (see parse_integer)."""
+    raw = pl.col(column)
+    return pl.when(raw.str.contains(r"^\d+$")).then(raw).cast(pl.Int64, strict=False)
 
 
 # A spreadsheet date-time at midnight counts as the date.
@@ -49,6 +61,12 @@ def parse_date(column: str) -> pl.Expr:
         pl.when(finnish).then(day.str.to_date("%d.%m.%Y", strict=False))
         .when(iso).then(day.str.to_date("%Y-%m-%d", strict=False))
     )
+
+
+def fast_date(column: str) -> pl.Expr:
+    """The export's usual form, `d.m.yyyy`, only; null for anything else (see parse_date)."""
+    raw = pl.col(column)
+    return pl.when(raw.str.contains(r"^\d{1,2}\.\d{1,2}\.\d{4}$")).then(raw.str.to_date("%d.%m.%Y", strict=False))
 
 
 def excel_serial_as_iso(column: str) -> pl.Expr:
@@ -80,6 +98,14 @@ def parse_datetime(column: str) -> pl.Expr:
     )
 
 
+def fast_datetime(column: str) -> pl.Expr:
+    """The export's usual form, `d.m.yyyy hh:mm`, only; null for anything else (see parse_datetime)."""
+    raw = pl.col(column)
+    return pl.when(raw.str.contains(r"^\d{1,2}\.\d{1,2}\.\d{4} \d{1,2}:\d{2}$")).then(
+        raw.str.to_datetime("%d.%m.%Y %H:%M", strict=False, time_unit="us")
+    )
+
+
 def score_text(column: str) -> pl.Expr:
     """The score's text with the no-score token (`EOS`) as null."""
     text = clean_text(column)
@@ -92,6 +118,8 @@ def parse_score(column: str) -> pl.Expr:
     return pl.when(text.str.contains(r"^-?\d+$")).then(text).otherwise(None).cast(pl.Int64, strict=False)
 
 
-def is_unparsed(text: pl.Expr, parsed: pl.Expr) -> pl.Expr:
-    """True where the raw text has content but the parser could not read it."""
-    return text.is_not_null() & parsed.is_null()
+def fast_score(column: str) -> pl.Expr:
+    """A single digit only; null for anything else (see parse_score)."""
+    raw = pl.col(column)
+    return pl.when(raw.str.contains(r"^\d$")).then(raw).cast(pl.Int64, strict=False)
+

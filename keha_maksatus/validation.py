@@ -56,7 +56,7 @@ def validate_export(
         frame = frame.with_columns(parsing.excel_serial_as_iso(c) for c in kind.date_columns)
 
     # Parse every column once; a cell with content that parses to null is a rejection.
-    parsed = frame.with_columns(spec.parse(spec.name).alias(f"{_TYPED}{spec.name}") for spec in kind.columns)
+    parsed = _parse(frame, kind)
     parse_failures = _parse_failures(parsed, kind)
     typed = parsed.select(
         LINE,
@@ -81,6 +81,27 @@ def validate_export(
 
     valid = typed.join(rejections.select(LINE).unique(), on=LINE, how="anti").drop("extract_date", strict=False)
     return ValidationResult(valid=valid, rejections=rejections, rows_read=frame.height, extra_columns=extra)
+
+
+def _parse(frame: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
+    """The frame with the typed twin of each column. Where a column has a fast parser,
+    the full parser reads only the cells the fast one left null."""
+    parsed = frame.with_columns(
+        (spec.fast_parse or spec.parse)(spec.name).alias(f"{_TYPED}{spec.name}") for spec in kind.columns
+    )
+    fast = [spec for spec in kind.columns if spec.fast_parse]
+    if not fast:
+        return parsed
+    left = parsed.with_row_index("__position").filter(
+        pl.any_horizontal(pl.col(s.name).is_not_null() & pl.col(f"{_TYPED}{s.name}").is_null() for s in fast)
+    )
+    if left.is_empty():
+        return parsed
+    reparsed = left.select("__position", *[spec.parse(spec.name).alias(f"{_TYPED}{spec.name}") for spec in fast])
+    positions = reparsed["__position"]
+    return parsed.with_columns(
+        parsed[f"{_TYPED}{spec.name}"].scatter(positions, reparsed[f"{_TYPED}{spec.name}"]) for spec in fast
+    )
 
 
 def _ragged_rows(frame: pl.DataFrame) -> pl.DataFrame:

@@ -50,6 +50,29 @@ def test_parsers_never_raise_on_arbitrary_text(text):
         parse_one(parser, text)  # null or a value, never an exception
 
 
+EXPORT_LIKE_TEXT = st.one_of(
+    st.text(max_size=25),
+    st.text(alphabet="0123456789.,:- T\u00a0", max_size=20),
+    st.builds(lambda d, h, m, sep: f"{d.day}.{d.month}.{d.year}{sep}{h}:{m:02d}",
+              st.dates(), st.integers(0, 30), st.integers(0, 70), st.sampled_from([" ", "  ", "T", ""])),
+)
+
+
+@given(EXPORT_LIKE_TEXT)
+def test_fast_parsers_agree_with_the_full_ones(text):
+    """Wherever a fast parser gives a value, the full parser gives the same; where it gives
+    none, validation falls back to the full one (schemas.ColumnSpec.fast_parse)."""
+    pairs = {
+        parsing.fast_decimal: parsing.parse_decimal, parsing.fast_date: parsing.parse_date,
+        parsing.fast_datetime: parsing.parse_datetime, parsing.fast_score: parsing.parse_score,
+        parsing.fast_integer: parsing.parse_integer,
+    }
+    for fast, full in pairs.items():
+        quick = parse_one(fast, text)
+        if quick is not None:
+            assert quick == parse_one(full, text), (fast.__name__, text)
+
+
 @given(st.integers(-20, 20))
 def test_scores_parse_as_written(score):
     assert parse_one(parsing.parse_score, str(score)) == score
