@@ -174,7 +174,7 @@ def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.Da
             )
         else:
             con.execute("CREATE OR REPLACE TEMP VIEW incoming AS SELECT * FROM incoming_rows")
-        warehouse.merge_rows(con, kind, file_id, file_name, "incoming")
+        warehouse.merge_rows(con, kind, file_id, file_name, rows="incoming", ids="incoming_rows")
         con.execute("DROP VIEW incoming")
     finally:
         con.unregister("incoming_rows")

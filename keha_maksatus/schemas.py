@@ -64,9 +64,10 @@ class ExportKind:
 
 def _unique_in_file(data: pa.PolarsData, column: str) -> pl.LazyFrame:
     """Every row whose id occurs more than once in the file fails, the first included
-    (the file contradicts itself). A hash count, much faster than Field(unique=True)."""
+    (the file contradicts itself). A count per id: faster than is_duplicated, far faster
+    than Field(unique=True)."""
     ids = pl.col(column)
-    return data.lazyframe.select(ids.is_null() | ~ids.is_duplicated())
+    return data.lazyframe.select(ids.is_null() | (pl.len().over(ids) == 1))
 
 
 class DecisionModel(pa.DataFrameModel):

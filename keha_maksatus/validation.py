@@ -79,7 +79,9 @@ def validate_export(
     failures = pl.concat([parse_failures, schema_failures])
     rejections = pl.concat([_attach_raw_values(failures, frame), ragged]).sort(LINE, "column")
 
-    valid = typed.join(rejections.select(LINE).unique(), on=LINE, how="anti").drop("extract_date", strict=False)
+    valid = typed.drop("extract_date", strict=False)
+    if not rejections.is_empty():
+        valid = valid.join(rejections.select(LINE).unique(), on=LINE, how="anti")
     return ValidationResult(valid=valid, rejections=rejections, rows_read=frame.height, extra_columns=extra)
 
 
@@ -118,20 +120,17 @@ def _ragged_rows(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _parse_failures(parsed: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
     """(line, column, rule) of every cell with content that its parser could not read."""
-    parsed_specs = [spec for spec in kind.columns if spec.parse_rule]
-    flags = parsed.select(
-        LINE,
-        *[
-            (spec.meaningful_text(spec.name).is_not_null() & pl.col(f"{_TYPED}{spec.name}").is_null()).alias(spec.name)
-            for spec in parsed_specs
-        ],
-    )
-    parts = [
-        flags.filter(pl.col(spec.name)).select(
-            LINE, pl.lit(spec.name).alias("column"), pl.lit(spec.parse_rule).alias("rule")
+    parts = []
+    for spec in kind.columns:
+        if not spec.parse_rule:
+            continue
+        # cheap test first: only a non-empty cell without a value can be a failure
+        suspects = parsed.filter(pl.col(spec.name).is_not_null() & pl.col(f"{_TYPED}{spec.name}").is_null())
+        parts.append(
+            suspects.filter(spec.meaningful_text(spec.name).is_not_null()).select(
+                LINE, pl.lit(spec.name).alias("column"), pl.lit(spec.parse_rule).alias("rule")
+            )
         )
-        for spec in parsed_specs
-    ]
     return pl.concat(parts) if parts else _empty_failures()
 
 

@@ -189,14 +189,15 @@ def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM quality.ingest_log").fetchall()[0][0]
 
 
-def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str) -> None:
-    """Merge one file's rows (the relation `rows`, a fixed name, with the core columns
-    but file_name and file_id) into core.<kind>: for each id the row of the latest extract
-    in file-name order stands, a later-ingested file winning a tie. Called inside the
-    file's ingest transaction, so a nightly run touches only the new rows."""
+def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str, ids: str) -> None:
+    """Merge one file's rows into core.<kind>: for each id the row of the latest extract
+    in file-name order stands, a later-ingested file winning a tie. `rows` (a fixed name)
+    has the core columns but file_name and file_id; `ids`, a cheaper relation with the
+    same ids, serves to find the rows replaced. Called inside the file's ingest
+    transaction, so a nightly run touches only the new rows."""
     id_column = ID_COLUMNS[kind]
     con.execute(
-        f"DELETE FROM core.{kind} c USING {rows} r WHERE c.{id_column} = r.{id_column} AND c.file_name <= ?",
+        f"DELETE FROM core.{kind} c USING {ids} r WHERE c.{id_column} = r.{id_column} AND c.file_name <= ?",
         [file_name],
     )
     later_file_merged = con.execute(
