@@ -159,7 +159,8 @@ def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.Da
     on the way."""
     if valid.is_empty():
         return
-    con.register("incoming_rows", valid)
+    # Arrow with string views: DuckDB reads them as they are, no conversion of the text.
+    con.register("incoming_rows", valid.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         if kind == "decisions":
             pseudonyms.add("incoming_rows", "asiakastunnus")

@@ -145,3 +145,31 @@ def test_processing_time_breakdown(landing, tmp_path):
     assert con.execute("SELECT count(*) FROM kpi.processing_time_monthly").fetchall()[0][0] == 8
     histogram = con.execute("SELECT days_from, n FROM kpi.processing_time_distribution").fetchall()
     assert histogram == [(10, 1), (30, 1), (40, 1)]
+
+
+def test_processing_time_quantiles_equal_duckdbs_own(landing, tmp_path):
+    """Median and 90th percentile come from day counts per cell; they must equal
+    quantile_cont over the decisions themselves, in every cell and roll-up."""
+    rows = []
+    for i in range(60):
+        received = dt.date(2022, 1 + i % 3, 1 + i % 7)
+        decided = received + dt.timedelta(days=(i * 37) % 53 + (i % 4) * 11)
+        rows.append(decision(f"H{i}", f"{received.day}.{received.month}.2022", f"{decided.day}.{decided.month}.2022",
+                             tukimuoto=("esr", "eakr", "muu")[i % 3], yksikko=("ELY-UUS", "TE-PIR")[i % 2]))
+    write_export(landing, D.format("2022-12-31"), DECISION_HEADER, rows)
+    con = build_working(landing, tmp_path / "work")
+    expected = con.execute(
+        """
+        SELECT date_trunc('month', paatetty)::DATE, tukimuoto, yksikko, count(*),
+               quantile_cont(kasittelyaika_pv, 0.5), quantile_cont(kasittelyaika_pv, 0.9), avg(kasittelyaika_pv)
+        FROM core.decisions WHERE paatetty IS NOT NULL
+        GROUP BY GROUPING SETS ((1, 2, 3), (1, 2), (1, 3), (1)) ORDER BY ALL
+        """
+    ).fetchall()
+    got = con.execute(
+        "SELECT month, tukimuoto, yksikko, n, median_days, p90_days, mean_days FROM kpi.processing_time_monthly ORDER BY ALL"
+    ).fetchall()
+    assert len(got) == len(expected) > 20
+    for mine, theirs in zip(got, expected):
+        assert mine[:4] == theirs[:4]
+        assert mine[4:] == pytest.approx(theirs[4:])
