@@ -17,6 +17,39 @@ def clean_text(column: str) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text)
 
 
+def lower_text(column: str) -> pl.Expr:
+    return clean_text(column).str.to_lowercase()
+
+
+def upper_text(column: str) -> pl.Expr:
+    return clean_text(column).str.to_uppercase()
+
+
+def _unchanged_if(column: str, pattern: str) -> pl.Expr:
+    raw = pl.col(column)
+    return pl.when(raw.str.contains(pattern)).then(raw)
+
+
+# Fast forms of the three: the text as it is where cleaning cannot change it, null
+# elsewhere. Case is judged by a short list of letters, not by Unicode classes: the
+# regex engine's tables and the case mapping's differ in Unicode version.
+_ASCII_MARKS = r"!-/:-@\[-`{-~"
+_LOWER = f"a-z0-9åäöüéšžõ{_ASCII_MARKS}"
+_UPPER = f"A-Z0-9ÅÄÖÜÉŠŽÕ{_ASCII_MARKS}"
+
+
+def fast_clean_text(column: str) -> pl.Expr:
+    return _unchanged_if(column, r"^\S(.*\S)?$")
+
+
+def fast_lower_text(column: str) -> pl.Expr:
+    return _unchanged_if(column, f"^[{_LOWER}]([{_LOWER} ]*[{_LOWER}])?$")
+
+
+def fast_upper_text(column: str) -> pl.Expr:
+    return _unchanged_if(column, f"^[{_UPPER}]([{_UPPER} ]*[{_UPPER}])?$")
+
+
 def parse_decimal(column: str) -> pl.Expr:
     """`1 234,50`, `1234,5` and `1234.50` as Float64; anything else null."""
     text = pl.col(column).str.replace_all(r"[\s\u00a0\u202f]", "")

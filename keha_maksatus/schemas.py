@@ -33,12 +33,16 @@ class ColumnSpec:
     fast_parse: Optional[Callable[[str], pl.Expr]] = None
 
 
-def _lower(column: str) -> pl.Expr:
-    return parsing.clean_text(column).str.to_lowercase()
+def _text(name: str, required: bool) -> ColumnSpec:
+    return ColumnSpec(name, required, parsing.clean_text, fast_parse=parsing.fast_clean_text)
 
 
-def _upper(column: str) -> pl.Expr:
-    return parsing.clean_text(column).str.to_uppercase()
+def _lower(name: str, required: bool) -> ColumnSpec:
+    return ColumnSpec(name, required, parsing.lower_text, fast_parse=parsing.fast_lower_text)
+
+
+def _upper(name: str, required: bool) -> ColumnSpec:
+    return ColumnSpec(name, required, parsing.upper_text, fast_parse=parsing.fast_upper_text)
 
 
 @dataclass(frozen=True)
@@ -146,15 +150,15 @@ DECISIONS = ExportKind(
     id_column="hakemus_id",
     model=DecisionModel,
     columns=(
-        ColumnSpec("hakemus_id", True, parsing.clean_text),
-        ColumnSpec("tukimuoto", True, _lower),
-        ColumnSpec("yksikko", True, _upper),
+        _text("hakemus_id", True),
+        _lower("tukimuoto", True),
+        _upper("yksikko", True),
         ColumnSpec("saapunut", True, parsing.parse_date, "date_format", fast_parse=parsing.fast_date),
         ColumnSpec("paatetty", False, parsing.parse_date, "date_format", fast_parse=parsing.fast_date),
-        ColumnSpec("paatos", False, _lower),
+        _lower("paatos", False),
         ColumnSpec("haettu_eur", True, parsing.parse_decimal, "decimal_format", fast_parse=parsing.fast_decimal),
         ColumnSpec("maksettu_eur", False, parsing.parse_decimal, "decimal_format", fast_parse=parsing.fast_decimal),
-        ColumnSpec("asiakastunnus", True, _upper),
+        _upper("asiakastunnus", True),
         ColumnSpec("taydennys_pv", False, parsing.parse_integer, "integer_format", default=0, fast_parse=parsing.fast_integer),
     ),
 )
@@ -165,16 +169,16 @@ FEEDBACK = ExportKind(
     id_column="vastaus_id",
     model=FeedbackModel,
     columns=(
-        ColumnSpec("vastaus_id", True, parsing.clean_text),
-        ColumnSpec("kysely", True, _lower),
-        ColumnSpec("palvelu", True, _lower),
+        _text("vastaus_id", True),
+        _lower("kysely", True),
+        _lower("palvelu", True),
         ColumnSpec("vastattu", True, parsing.parse_datetime, "date_format", fast_parse=parsing.fast_datetime),
         ColumnSpec("arvosana", False, parsing.parse_score, "score_1_to_5_or_EOS", parsing.score_text, fast_parse=parsing.fast_score),
-        ColumnSpec("tukimuoto", False, _lower),
-        ColumnSpec("yksikko", False, _upper),
-        ColumnSpec("hakemus_id", False, parsing.clean_text),
-        ColumnSpec("kieli", False, _lower),
-        ColumnSpec("vapaa_teksti", False, parsing.clean_text),
+        _lower("tukimuoto", False),
+        _upper("yksikko", False),
+        _text("hakemus_id", False),
+        _lower("kieli", False),
+        _text("vapaa_teksti", False),
     ),
 )
 

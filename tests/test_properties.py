@@ -52,6 +52,7 @@ def test_parsers_never_raise_on_arbitrary_text(text):
 
 EXPORT_LIKE_TEXT = st.one_of(
     st.text(max_size=25),
+    st.text(alphabet="aAäÄǅß \t\u00a0\u2003xY", max_size=6),
     st.text(alphabet="0123456789.,:- T\u00a0", max_size=20),
     st.builds(lambda d, h, m, sep: f"{d.day}.{d.month}.{d.year}{sep}{h}:{m:02d}",
               st.dates(), st.integers(0, 30), st.integers(0, 70), st.sampled_from([" ", "  ", "T", ""])),
@@ -65,12 +66,26 @@ def test_fast_parsers_agree_with_the_full_ones(text):
     pairs = {
         parsing.fast_decimal: parsing.parse_decimal, parsing.fast_date: parsing.parse_date,
         parsing.fast_datetime: parsing.parse_datetime, parsing.fast_score: parsing.parse_score,
-        parsing.fast_integer: parsing.parse_integer,
+        parsing.fast_integer: parsing.parse_integer, parsing.fast_clean_text: parsing.clean_text,
+        parsing.fast_lower_text: parsing.lower_text, parsing.fast_upper_text: parsing.upper_text,
     }
     for fast, full in pairs.items():
         quick = parse_one(fast, text)
         if quick is not None:
             assert quick == parse_one(full, text), (fast.__name__, text)
+
+
+def test_fast_text_cleaners_agree_on_every_character():
+    """Every Unicode character, alone and inside text: a fast cleaner either leaves the
+    text to the full one (null) or gives what the full one gives."""
+    chars = [chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF]
+    texts = pl.DataFrame({"v": chars + [f"a{c}b" for c in chars] + [f"A {c}" for c in chars]})
+    for fast, full in ((parsing.fast_clean_text, parsing.clean_text), (parsing.fast_lower_text, parsing.lower_text),
+                       (parsing.fast_upper_text, parsing.upper_text)):
+        both = texts.select(fast("v").alias("fast"), full("v").alias("full"), "v")
+        wrong = both.filter(pl.col("fast").is_not_null() & (pl.col("fast") != pl.col("full")))
+        assert wrong.is_empty(), (fast.__name__, wrong.head(5).to_dicts())
+        assert both["fast"].null_count() < both.height  # it does take the plain cases
 
 
 @given(st.integers(-20, 20))
