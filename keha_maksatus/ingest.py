@@ -17,7 +17,7 @@ import polars as pl
 
 from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
-from keha_maksatus.privacy import PseudonymTable, mask_free_text
+from keha_maksatus.privacy import PseudonymTable, mask_column
 from keha_maksatus.readers import UnreadableFile, read_export
 from keha_maksatus.schemas import kind_of_file
 from keha_maksatus.validation import validate_export
@@ -125,7 +125,7 @@ def ingest_file(
         )
     valid = result.valid
     if kind.name == "feedback":
-        valid = valid.with_columns(mask_free_text(pl.col("vapaa_teksti")))
+        valid = mask_column(valid, "vapaa_teksti")
     with warehouse.transaction(con):
         file_id = _log(con, item, digest, outcome, extract_date, read, result.extra_columns)
         _store_rejections(con, file_id, item.name, result.rejections)

@@ -99,6 +99,16 @@ def mask_free_text(text: pl.Expr) -> pl.Expr:
     return text
 
 
+def mask_column(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """mask_free_text on one column, run only on the cells that can hold personal data
+    (every pattern needs a digit or an @): most free text has neither."""
+    positions = frame.select(pl.col(column).str.contains(r"[0-9@]").fill_null(False)).to_series().arg_true()
+    if positions.is_empty():
+        return frame
+    masked = frame.select(pl.col(column).gather(positions)).select(mask_free_text(pl.col(column))).to_series()
+    return frame.with_columns(frame[column].scatter(positions, masked))
+
+
 def mask_string(value: str) -> str:
     """The same masking for one Python string."""
     return pl.select(mask_free_text(pl.lit(value, dtype=pl.String))).item()

@@ -6,6 +6,7 @@ import hmac
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, strategies as st
 
 from keha_maksatus import privacy
 
@@ -45,3 +46,29 @@ def test_demo_key_only_for_bundled_sample(monkeypatch, tmp_path):
     assert privacy.resolve_key(privacy.SAMPLE_DIR) == (privacy.DEMO_KEY, True)
     with pytest.raises(privacy.MissingKeyError, match=privacy.KEY_ENV):
         privacy.resolve_key(tmp_path)
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=30), st.sampled_from([
+    "soita 040 123 4567", "hetu 131052-308T kiitos", "matti@example.fi", "Y 0737546-2", "ei numeroita", "",
+])), max_size=40))
+def test_column_masking_equals_masking_every_cell(texts):
+    frame = pl.DataFrame({"vapaa_teksti": texts, "n": list(range(len(texts)))}, schema={"vapaa_teksti": pl.String, "n": pl.Int64})
+    expected = frame.with_columns(privacy.mask_free_text(pl.col("vapaa_teksti")))
+    assert privacy.mask_column(frame, "vapaa_teksti").equals(expected)
+
+
+def test_pseudonym_table_hashes_each_customer_once_per_run():
+    con = duckdb.connect()
+    try:
+        table = privacy.PseudonymTable(con, b"k")
+        con.register("first", pl.DataFrame({"asiakastunnus": ["131052-308T", "0737546-2", "131052-308T"]}))
+        con.register("second", pl.DataFrame({"asiakastunnus": ["0737546-2", "010101-123N"]}))
+        table.add("first", "asiakastunnus")
+        table.add("second", "asiakastunnus")
+        rows = dict(pairs := con.execute(f"SELECT customer_id, asiakas_hash FROM {table.table}").fetchall())
+        assert len(pairs) == 3  # each id once
+        assert rows == {c: privacy.pseudonym(b"k", c) for c in ("131052-308T", "0737546-2", "010101-123N")}
+        table.drop()
+        assert not con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{table.table}'").fetchall()[0][0]
+    finally:
+        con.close()
