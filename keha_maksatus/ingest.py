@@ -49,10 +49,12 @@ def ingest_landing(
     """Ingest every file of the landing folder not yet in the ingest log."""
     outcomes = []
     known = warehouse.known_hashes(con)
+    recorded = warehouse.recorded_hashes(con)
     pseudonyms = PseudonymTable(con, key)
     try:
         for item in landing.list_landing_files(landing_dir):
-            outcome = _ingest_new(con, item, known, pseudonyms, settings, today)
+            digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
+            outcome = _ingest_new(con, item, digest, known, pseudonyms, settings, today)
             if outcome:
                 outcomes.append(outcome)
     finally:
@@ -60,9 +62,8 @@ def ingest_landing(
     return outcomes
 
 
-def _ingest_new(con, item, known: dict[str, str], pseudonyms: PseudonymTable, settings: Settings, today) -> FileOutcome | None:
+def _ingest_new(con, item, digest: str, known: dict[str, str], pseudonyms: PseudonymTable, settings: Settings, today) -> FileOutcome | None:
     """Ingest one landing file unless its content is known; None when nothing is new."""
-    digest = landing.content_hash(item.path)
     if digest in known:
         if known[digest] == item.name or _logged_name(con, item.name, digest):
             return None
@@ -141,10 +142,10 @@ def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_colu
     con.execute(
         """
         INSERT INTO quality.ingest_log VALUES
-        (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
+        (?, ?, ?, ?, ?, make_timestamp(?::BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
         """,
         [
-            file_id, item.name, outcome.kind, digest, item.size, extract_date,
+            file_id, item.name, outcome.kind, digest, item.size, item.mtime_ns // 1000, extract_date,
             read.file_format if read else None, read.encoding if read else None,
             read.separator if read else None, outcome.status, outcome.reason,
             outcome.rows_read, outcome.rows_valid, outcome.rows_rejected,

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS quality.ingest_log (
     kind           VARCHAR,
     content_sha256 VARCHAR NOT NULL,
     size_bytes     BIGINT,
+    modified_at    TIMESTAMP,
     extract_date   DATE,
     file_format    VARCHAR,
     encoding       VARCHAR,
@@ -87,6 +88,7 @@ COLUMN_COMMENTS = {
         "kind": "Export kind told by the name: decisions (maksatuspaatokset_) or feedback (asiakaspalaute_)",
         "content_sha256": "SHA-256 of the file's bytes; a file with a known hash is not ingested again",
         "size_bytes": "File size in bytes",
+        "modified_at": "The file's modification time (UTC); a file with the same name, size and time is taken as unchanged and not hashed again",
         "extract_date": "Extract date from the file name (else the day it was ingested)",
         "file_format": "csv, xlsx or parquet",
         "encoding": "Detected text encoding (CSV only)",
@@ -183,6 +185,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def known_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """content_sha256 -> file name of every file already in the ingest log."""
     return dict(con.execute("SELECT content_sha256, min(file_name) FROM quality.ingest_log GROUP BY 1").fetchall())
+
+
+def recorded_hashes(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int, int], str]:
+    """(file name, size, modification time in microseconds) -> content_sha256 of every
+    file in the ingest log (see landing.fingerprint)."""
+    rows = con.execute(
+        "SELECT file_name, size_bytes, epoch_us(modified_at), content_sha256 FROM quality.ingest_log WHERE modified_at IS NOT NULL"
+    ).fetchall()
+    return {(name, size, modified): digest for name, size, modified, digest in rows}
 
 
 def next_file_id(con: duckdb.DuckDBPyConnection) -> int:

@@ -1,0 +1,53 @@
+"""Ingest bookkeeping: the current state merged file by file, and files not read twice."""
+
+import os
+
+from keha_maksatus import landing as landing_folder, warehouse
+from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import ingest_landing
+
+from conftest import DECISION_HEADER, TEST_KEY, decision, write_export
+
+NAME = "maksatuspaatokset_{}.csv"
+
+
+def ingest(landing_dir, work_dir):
+    con = warehouse.connect(work_dir)
+    try:
+        outcomes = ingest_landing(con, landing_dir, TEST_KEY, load_settings())
+        current = {r[0]: r[1:] for r in con.execute("SELECT hakemus_id, paatetty, file_name FROM core.decisions").fetchall()}
+    finally:
+        con.close()
+    return outcomes, current
+
+
+def test_a_late_delivered_older_extract_does_not_replace_newer_rows(landing, tmp_path):
+    write_export(landing, NAME.format("2022-12-31"), DECISION_HEADER, [decision("H1", "1.5.2022", "20.5.2022")])
+    ingest(landing, tmp_path / "work")
+    # the June extract arrives after the December one: its H1 is older, its H2 is new
+    write_export(landing, NAME.format("2022-06-30"), DECISION_HEADER, [decision("H1", "1.5.2022"), decision("H2", "1.6.2022")])
+    _, current = ingest(landing, tmp_path / "work")
+    assert current["H1"][1] == NAME.format("2022-12-31") and current["H1"][0] is not None
+    assert current["H2"][1] == NAME.format("2022-06-30")
+    # a later extract replaces both
+    write_export(landing, NAME.format("2023-01-31"), DECISION_HEADER, [decision("H1", "1.5.2022", "21.5.2022"), decision("H2", "1.6.2022", "1.7.2022")])
+    _, current = ingest(landing, tmp_path / "work")
+    assert {k: v[1] for k, v in current.items()} == {"H1": NAME.format("2023-01-31"), "H2": NAME.format("2023-01-31")}
+    assert current["H1"][0].day == 21
+
+
+def test_unchanged_files_are_not_hashed_again_and_changed_ones_are(landing, tmp_path, monkeypatch):
+    path = write_export(landing, NAME.format("2022-06-30"), DECISION_HEADER, [decision("H1", "1.5.2022")])
+    ingest(landing, tmp_path / "work")
+    hashed = []
+    original = landing_folder.content_hash
+    monkeypatch.setattr(landing_folder, "content_hash", lambda p: hashed.append(p.name) or original(p))
+    outcomes, _ = ingest(landing, tmp_path / "work")
+    assert (outcomes, hashed) == ([], [])
+    # same name and size, new content and time: read again
+    write_export(landing, NAME.format("2022-06-30"), DECISION_HEADER, [decision("H2", "1.5.2022")])
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    outcomes, current = ingest(landing, tmp_path / "work")
+    assert hashed == [NAME.format("2022-06-30")] and [o.status for o in outcomes] == ["ingested"]
+    assert set(current) == {"H1", "H2"}
