@@ -14,7 +14,7 @@ from pathlib import Path
 from keha_maksatus import kpi, landing, warehouse
 from keha_maksatus.config import load_settings
 from keha_maksatus.ingest import _merge_valid_rows
-from keha_maksatus.privacy import PseudonymTable
+from keha_maksatus.privacy import CustomerKeys
 from keha_maksatus.publish import publish
 from keha_maksatus.readers import read_export
 from keha_maksatus.schemas import kind_of_file
@@ -34,7 +34,7 @@ def main() -> None:
         totals[stage] += time.perf_counter() - start
         return result
 
-    pseudonyms = PseudonymTable(con, b"stages")
+    customers = CustomerKeys(con, b"stages")
     for file_id, item in enumerate(landing.list_landing_files(folder), start=1):
         kind = kind_of_file(item.name)
         timed("hash files", landing.content_hash, item.path)
@@ -43,8 +43,8 @@ def main() -> None:
         del read
         con.execute("INSERT INTO quality.ingest_log (file_id, file_name, kind, content_sha256, status, ingested_at) VALUES (?, ?, ?, ?, 'ingested', now()::TIMESTAMP)",
                     [file_id, item.name, kind.name, str(file_id)])
-        timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.name, result.valid, pseudonyms)
-    pseudonyms.drop()
+        timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.name, result.valid, customers)
+    customers.drop()
     timed("KPI tables (DuckDB)", kpi.build_kpis, con, settings)
     timed("publish (checkpoint, copy, replace)", publish, con, warehouse.working_path(work / ".work"), work / "maksatus.duckdb")
     con.close()

@@ -17,7 +17,7 @@ import polars as pl
 
 from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
-from keha_maksatus.privacy import PseudonymTable, mask_column
+from keha_maksatus.privacy import CustomerKeys, mask_column
 from keha_maksatus.readers import UnreadableFile, read_export
 from keha_maksatus.schemas import kind_of_file
 from keha_maksatus.validation import validate_export
@@ -50,19 +50,19 @@ def ingest_landing(
     outcomes = []
     known = warehouse.known_hashes(con)
     recorded = warehouse.recorded_hashes(con)
-    pseudonyms = PseudonymTable(con, key)
+    customers = CustomerKeys(con, key)
     try:
         for item in landing.list_landing_files(landing_dir):
             digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
-            outcome = _ingest_new(con, item, digest, known, pseudonyms, settings, today)
+            outcome = _ingest_new(con, item, digest, known, customers, settings, today)
             if outcome:
                 outcomes.append(outcome)
     finally:
-        pseudonyms.drop()
+        customers.drop()
     return outcomes
 
 
-def _ingest_new(con, item, digest: str, known: dict[str, str], pseudonyms: PseudonymTable, settings: Settings, today) -> FileOutcome | None:
+def _ingest_new(con, item, digest: str, known: dict[str, str], customers: CustomerKeys, settings: Settings, today) -> FileOutcome | None:
     """Ingest one landing file unless its content is known; None when nothing is new."""
     if digest in known:
         if known[digest] == item.name or _logged_name(con, item.name, digest):
@@ -70,7 +70,7 @@ def _ingest_new(con, item, digest: str, known: dict[str, str], pseudonyms: Pseud
         outcome = FileOutcome(item.name, DUPLICATE, reason=f"same content as {known[digest]}, not ingested twice")
         _log(con, item, digest, outcome, None, None)
         return outcome
-    outcome = ingest_file(con, item, digest, pseudonyms, settings, today)
+    outcome = ingest_file(con, item, digest, customers, settings, today)
     known[digest] = item.name
     return outcome
 
@@ -87,7 +87,7 @@ def ingest_file(
     con: duckdb.DuckDBPyConnection,
     item: landing.LandingFile,
     digest: str,
-    pseudonyms: PseudonymTable,
+    customers: CustomerKeys,
     settings: Settings,
     today: dt.date | None = None,
 ) -> FileOutcome:
@@ -132,7 +132,7 @@ def ingest_file(
         _store_rejections(con, file_id, item.name, result.rejections)
         failpoints.reach("ingest")  # mid-transaction: nothing of this file may stay
         if outcome.status == INGESTED:
-            _merge_valid_rows(con, kind.name, file_id, item.name, valid, pseudonyms)
+            _merge_valid_rows(con, kind.name, file_id, item.name, valid, customers)
         failpoints.reach("validate")  # rows merged into the current state, not committed
     return outcome
 
@@ -155,23 +155,23 @@ def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_colu
     return file_id
 
 
-def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.DataFrame, pseudonyms: PseudonymTable) -> None:
-    """Valid rows into the current state; the customer id is replaced by its pseudonym
-    on the way."""
+def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.DataFrame, customers: CustomerKeys) -> None:
+    """Valid rows into the current state; the customer id is replaced by the key of its
+    pseudonym (core.customers) on the way."""
     if valid.is_empty():
         return
     # Arrow with string views: DuckDB reads them as they are, no conversion of the text.
     con.register("incoming_rows", valid.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         if kind == "decisions":
-            pseudonyms.add("incoming_rows", "asiakastunnus")
+            customers.add("incoming_rows", "asiakastunnus")
             con.execute(
                 f"""
                 CREATE OR REPLACE TEMP VIEW incoming AS
-                SELECT i.* EXCLUDE (asiakastunnus), p.asiakas_hash,
+                SELECT i.* EXCLUDE (asiakastunnus), k.asiakas_id,
                        i.paatetty - i.saapunut AS kasittelyaika_pv,
                        greatest(0, i.paatetty - i.saapunut - i.taydennys_pv) AS netto_kasittelyaika_pv
-                FROM incoming_rows i JOIN {pseudonyms.table} p ON p.customer_id = i.asiakastunnus
+                FROM incoming_rows i JOIN {customers.table} k ON k.customer_id = i.asiakastunnus
                 """
             )
         else:

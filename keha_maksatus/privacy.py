@@ -64,29 +64,55 @@ def pseudonym_sql(column: str, key: bytes) -> tuple[str, list[bytes]]:
     return expression, [outer_pad, inner_pad]
 
 
-class PseudonymTable:
-    """The pseudonyms of the customer ids met so far in one run, in a temporary DuckDB
-    table (memory only, dropped at the end): an id repeated across extracts is hashed
-    once. Columns: customer_id (the normalised id), asiakas_hash."""
+class CustomerKeys:
+    """Customer ids to their keys in core.customers, during one run. Each id met is
+    hashed (HMAC-SHA256) once per run; a pseudonym not yet in core.customers gets the
+    next key there. The clear ids stay in a temporary table (memory only, dropped at
+    the end); the warehouse holds only keys and pseudonyms."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, key: bytes):
         self.con = con
-        self.table = f"pseudonyms_{os.getpid()}_{id(self)}"
+        self.table = f"customer_keys_{os.getpid()}_{id(self)}"
         self._expression, self._params = pseudonym_sql("customer_id", key)
-        con.execute(f"CREATE TEMP TABLE {self.table} (customer_id VARCHAR NOT NULL, asiakas_hash VARCHAR NOT NULL)")
+        self._keys_before_run = self._last_key()
+        con.execute(f"CREATE TEMP TABLE {self.table} (customer_id VARCHAR NOT NULL, asiakas_id INTEGER NOT NULL)")
+
+    def _last_key(self) -> int:
+        return self.con.execute("SELECT coalesce(max(asiakas_id), 0) FROM core.customers").fetchall()[0][0]
 
     def add(self, relation: str, column: str) -> None:
-        """Hash the ids of relation.column (fixed names) not met before."""
+        """Keys for the ids of relation.column (fixed names) not met before in this run."""
+        hashed = f"{self.table}_hashed"
         self.con.execute(
             f"""
-            INSERT INTO {self.table}
-            SELECT customer_id, {self._expression} FROM (
+            CREATE OR REPLACE TEMP TABLE {hashed} AS
+            SELECT customer_id, {self._expression} AS asiakas_hash FROM (
                 SELECT DISTINCT {column} AS customer_id FROM {relation}
                 WHERE {column} NOT IN (SELECT customer_id FROM {self.table})
             )
             """,
             self._params,
         )
+        last = self._last_key()
+        # Only customers of earlier runs can already be there: this run's are in self.table.
+        earlier = "SELECT asiakas_id, asiakas_hash FROM core.customers WHERE asiakas_id <= ?"
+        self.con.execute(
+            f"""
+            INSERT INTO core.customers
+            SELECT ? + row_number() OVER (ORDER BY h.asiakas_hash), h.asiakas_hash
+            FROM {hashed} h ANTI JOIN ({earlier}) c USING (asiakas_hash)
+            """,
+            [last, self._keys_before_run],
+        )
+        self.con.execute(
+            f"""
+            INSERT INTO {self.table}
+            SELECT h.customer_id, c.asiakas_id FROM {hashed} h
+            JOIN (SELECT asiakas_id, asiakas_hash FROM core.customers WHERE asiakas_id <= ? OR asiakas_id > ?) c USING (asiakas_hash)
+            """,
+            [self._keys_before_run, last],
+        )
+        self.con.execute(f"DROP TABLE {hashed}")
 
     def drop(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.table}")

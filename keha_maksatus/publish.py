@@ -20,6 +20,7 @@ from keha_maksatus import failpoints, kpi, warehouse
 PUBLISHED_TABLES = (
     *kpi.TABLE_COMMENTS,
     "core.decisions",
+    "core.customers",
     "core.feedback",
     "quality.quarantine",
     "quality.ingest_log",

@@ -56,10 +56,14 @@ CREATE TABLE IF NOT EXISTS quality.quarantine (
 
 -- Unique ids and random pseudonyms barely compress; their compression is chosen here,
 -- as DuckDB's own analysis of them costs more than the rest of a row's write.
+CREATE TABLE IF NOT EXISTS core.customers (
+    asiakas_id INTEGER NOT NULL, asiakas_hash VARCHAR NOT NULL USING COMPRESSION uncompressed
+);
+
 CREATE TABLE IF NOT EXISTS core.decisions (
     hakemus_id VARCHAR NOT NULL USING COMPRESSION zstd, tukimuoto VARCHAR NOT NULL, yksikko VARCHAR NOT NULL,
     saapunut DATE NOT NULL, paatetty DATE, paatos VARCHAR, haettu_eur DOUBLE, maksettu_eur DOUBLE,
-    asiakas_hash VARCHAR NOT NULL USING COMPRESSION uncompressed, taydennys_pv BIGINT NOT NULL,
+    asiakas_id INTEGER NOT NULL, taydennys_pv BIGINT NOT NULL,
     kasittelyaika_pv BIGINT, netto_kasittelyaika_pv BIGINT,
     file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL
 );
@@ -78,7 +82,8 @@ ID_COLUMNS = {"decisions": "hakemus_id", "feedback": "vastaus_id"}
 TABLE_COMMENTS = {
     "quality.ingest_log": "One row per file seen in the landing folder: how it was read and what became of its rows. rows_read = rows_valid + rows_rejected.",
     "quality.quarantine": "Every rejected cell: source file, line (1 = header), column, rule and raw value (personal data masked). A rejected row changes nothing.",
-    "core.decisions": "Payment applications in their latest valid state (a later extract replaces an earlier row). Customer ids are pseudonymised.",
+    "core.decisions": "Payment applications in their latest valid state (a later extract replaces an earlier row). Customers are known only by asiakas_id (see core.customers).",
+    "core.customers": "One row per customer ever met: a key and the pseudonym, HMAC-SHA256 of the identity code or business ID with a secret key. No identity code is stored.",
     "core.feedback": "Survey responses in their latest valid state. Free text has personal data masked.",
 }
 COLUMN_COMMENTS = {
@@ -118,13 +123,17 @@ COLUMN_COMMENTS = {
         "paatos": "Outcome: myönteinen, kielteinen, osittain myönteinen, raukeaa",
         "haettu_eur": "Amount applied for, EUR",
         "maksettu_eur": "Amount paid, EUR",
-        "asiakas_hash": "Customer pseudonym: HMAC-SHA256 of the identity code or business ID",
+        "asiakas_id": "The customer's key in core.customers (the same customer has the same key in every extract)",
         "taydennys_pv": "Days waiting for the customer's supplement",
         "kasittelyaika_pv": "paatetty - saapunut in calendar days",
         "netto_kasittelyaika_pv": "max(0, kasittelyaika_pv - taydennys_pv)",
         "file_name": "Extract the row comes from",
         "file_id": "That extract in quality.ingest_log",
         "line": "Line in that extract",
+    },
+    "core.customers": {
+        "asiakas_id": "Customer key, used in core.decisions",
+        "asiakas_hash": "Customer pseudonym: HMAC-SHA256 (hex) of the identity code or business ID, upper-cased and trimmed",
     },
     "core.feedback": {
         "vastaus_id": "Survey response id",

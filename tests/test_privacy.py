@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from hypothesis import given, strategies as st
 
-from keha_maksatus import privacy
+from keha_maksatus import privacy, warehouse
 
 
 @pytest.mark.parametrize("key", [b"k", b"a much longer secret key " * 5])
@@ -57,18 +57,26 @@ def test_column_masking_equals_masking_every_cell(texts):
     assert privacy.mask_column(frame, "vapaa_teksti").equals(expected)
 
 
-def test_pseudonym_table_hashes_each_customer_once_per_run():
-    con = duckdb.connect()
+def test_customer_keys_hash_each_customer_once_and_keep_keys_across_runs(tmp_path):
+    con = warehouse.connect(tmp_path / "work")
     try:
-        table = privacy.PseudonymTable(con, b"k")
         con.register("first", pl.DataFrame({"asiakastunnus": ["131052-308T", "0737546-2", "131052-308T"]}))
         con.register("second", pl.DataFrame({"asiakastunnus": ["0737546-2", "010101-123N"]}))
-        table.add("first", "asiakastunnus")
-        table.add("second", "asiakastunnus")
-        rows = dict(pairs := con.execute(f"SELECT customer_id, asiakas_hash FROM {table.table}").fetchall())
-        assert len(pairs) == 3  # each id once
-        assert rows == {c: privacy.pseudonym(b"k", c) for c in ("131052-308T", "0737546-2", "010101-123N")}
-        table.drop()
-        assert not con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{table.table}'").fetchall()[0][0]
+        run = privacy.CustomerKeys(con, b"k")
+        run.add("first", "asiakastunnus")
+        run.add("second", "asiakastunnus")
+        keys = dict(con.execute(f"SELECT customer_id, asiakas_id FROM {run.table}").fetchall())
+        run.drop()
+        customers = dict(con.execute("SELECT asiakas_id, asiakas_hash FROM core.customers").fetchall())
+        assert len(customers) == 3 and sorted(keys.values()) == [1, 2, 3]  # each customer once
+        assert {c: customers[k] for c, k in keys.items()} == {c: privacy.pseudonym(b"k", c) for c in keys}
+
+        next_run = privacy.CustomerKeys(con, b"k")
+        con.register("third", pl.DataFrame({"asiakastunnus": ["010101-123N", "311299-999E"]}))
+        next_run.add("third", "asiakastunnus")
+        later = dict(con.execute(f"SELECT customer_id, asiakas_id FROM {next_run.table}").fetchall())
+        assert later["010101-123N"] == keys["010101-123N"] and later["311299-999E"] == 4
+        next_run.drop()
+        assert not con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'customer_keys%'").fetchall()[0][0]
     finally:
         con.close()
