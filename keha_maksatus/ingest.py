@@ -1,7 +1,8 @@
 """Ingesting the landing folder into the working warehouse, one file at a time.
 
-Each new file (by content hash) is read, validated, pseudonymised and stored in one
-transaction: a line in the ingest log, its rejections to the quarantine, and its valid
+Each new file (by content hash) is read and validated (prepare_file, no database, run
+one file ahead in a background thread), then pseudonymised and stored in one transaction
+(store_file): a line in the ingest log, its rejections to the quarantine, and its valid
 rows merged into the current state (core.*). A file that cannot be read is logged with
 its reason.
 """
@@ -9,8 +10,10 @@ its reason.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import duckdb
 import polars as pl
@@ -18,14 +21,17 @@ import polars as pl
 from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
 from keha_maksatus.privacy import CustomerKeys, mask_column
-from keha_maksatus.readers import UnreadableFile, read_export
-from keha_maksatus.schemas import kind_of_file
-from keha_maksatus.validation import validate_export
+from keha_maksatus.readers import ReadResult, UnreadableFile, read_export
+from keha_maksatus.schemas import ExportKind, kind_of_file
+from keha_maksatus.validation import ValidationResult, validate_export
 
 INGESTED = "ingested"
 QUARANTINED = "quarantined"
 UNREADABLE = "unreadable"
 DUPLICATE = "duplicate_content"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -46,15 +52,25 @@ def ingest_landing(
     settings: Settings,
     today: dt.date | None = None,
 ) -> list[FileOutcome]:
-    """Ingest every file of the landing folder not yet in the ingest log."""
+    """Ingest every file of the landing folder not yet in the ingest log.
+
+    The next file is hashed, read and validated in a background thread while this one is
+    stored: polars and DuckDB each leave part of the machine idle."""
     outcomes = []
     known = warehouse.known_hashes(con)
     recorded = warehouse.recorded_hashes(con)
+    logged_before = set(known)
+
+    def prepare(item: landing.LandingFile) -> PreparedFile:
+        digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
+        if digest in logged_before:
+            return PreparedFile(item, digest)
+        return prepare_file(item, digest, today)
+
     customers = CustomerKeys(con, key)
     try:
-        for item in landing.list_landing_files(landing_dir):
-            digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
-            outcome = _ingest_new(con, item, digest, known, customers, settings, today)
+        for prepared in one_ahead(prepare, landing.list_landing_files(landing_dir)):
+            outcome = _ingest_new(con, prepared, known, customers, settings)
             if outcome:
                 outcomes.append(outcome)
     finally:
@@ -62,15 +78,69 @@ def ingest_landing(
     return outcomes
 
 
-def _ingest_new(con, item, digest: str, known: dict[str, str], customers: CustomerKeys, settings: Settings, today) -> FileOutcome | None:
-    """Ingest one landing file unless its content is known; None when nothing is new."""
+def one_ahead(work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """work(item) for each item in order, the next one computed in a background thread
+    while the caller handles the current one (at most one result waiting)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as pool:
+        waiting = None
+        try:
+            for item in items:
+                submitted = pool.submit(work, item)
+                if waiting is not None:
+                    yield waiting.result()
+                waiting = submitted
+            if waiting is not None:
+                yield waiting.result()
+        finally:
+            if waiting is not None:
+                waiting.cancel()
+
+
+@dataclass
+class PreparedFile:
+    """A landing file read and validated, not yet stored; `result` is None when the file
+    need not be read (content already logged) and `error` says why it could not be."""
+
+    item: landing.LandingFile
+    digest: str
+    extract_date: dt.date | None = None
+    kind: ExportKind | None = None
+    read: ReadResult | None = None
+    result: ValidationResult | None = None
+    error: str | None = None
+
+
+def prepare_file(item: landing.LandingFile, digest: str, today: dt.date | None = None) -> PreparedFile:
+    """Read, parse, validate and mask one file; touches no database (thread-safe)."""
+    kind = kind_of_file(item.name)
+    extract_date = landing.extract_date(item.name, today)
+    prepared = PreparedFile(item, digest, extract_date, kind)
+    if kind is None:
+        prepared.error = "file name starts with neither maksatuspaatokset_ nor asiakaspalaute_"
+        return prepared
+    try:
+        read = read_export(item.path)
+        result = validate_export(read.frame, kind, extract_date, spreadsheet=read.file_format == "xlsx")
+    except UnreadableFile as error:
+        prepared.error = str(error)
+        return prepared
+    if kind.name == "feedback":
+        result.valid = mask_column(result.valid, "vapaa_teksti")
+    prepared.read = replace(read, frame=None)  # the text rows are no longer needed
+    prepared.result = result
+    return prepared
+
+
+def _ingest_new(con, prepared: PreparedFile, known: dict[str, str], customers: CustomerKeys, settings: Settings) -> FileOutcome | None:
+    """Store one landing file unless its content is known; None when nothing is new."""
+    item, digest = prepared.item, prepared.digest
     if digest in known:
         if known[digest] == item.name or _logged_name(con, item.name, digest):
             return None
         outcome = FileOutcome(item.name, DUPLICATE, reason=f"same content as {known[digest]}, not ingested twice")
         _log(con, item, digest, outcome, None, None)
         return outcome
-    outcome = ingest_file(con, item, digest, customers, settings, today)
+    outcome = store_file(con, prepared, customers, settings)
     known[digest] = item.name
     return outcome
 
@@ -83,28 +153,12 @@ def _logged_name(con: duckdb.DuckDBPyConnection, name: str, digest: str) -> bool
     )
 
 
-def ingest_file(
-    con: duckdb.DuckDBPyConnection,
-    item: landing.LandingFile,
-    digest: str,
-    customers: CustomerKeys,
-    settings: Settings,
-    today: dt.date | None = None,
-) -> FileOutcome:
-    kind = kind_of_file(item.name)
-    extract_date = landing.extract_date(item.name, today)
-    if kind is None:
-        outcome = FileOutcome(
-            item.name, UNREADABLE, reason="file name starts with neither maksatuspaatokset_ nor asiakaspalaute_"
-        )
-        with warehouse.transaction(con):
-            _log(con, item, digest, outcome, extract_date, None)
-        return outcome
-    try:
-        read = read_export(item.path)
-        result = validate_export(read.frame, kind, extract_date, spreadsheet=read.file_format == "xlsx")
-    except UnreadableFile as error:
-        outcome = FileOutcome(item.name, UNREADABLE, kind.name, reason=str(error))
+def store_file(con: duckdb.DuckDBPyConnection, prepared: PreparedFile, customers: CustomerKeys, settings: Settings) -> FileOutcome:
+    """Log a prepared file, quarantine its rejections and merge its valid rows, in one transaction."""
+    item, digest, kind, read, result = prepared.item, prepared.digest, prepared.kind, prepared.read, prepared.result
+    extract_date = prepared.extract_date
+    if prepared.error is not None:
+        outcome = FileOutcome(item.name, UNREADABLE, kind.name if kind else None, reason=prepared.error)
         with warehouse.transaction(con):
             _log(con, item, digest, outcome, extract_date, None)
         return outcome
@@ -124,15 +178,12 @@ def ingest_file(
             f"({result.rows_rejected / result.rows_read:.0%} > {settings.max_rejected_share:.0%}): "
             "a changed export format, not bad rows; none of its rows are used"
         )
-    valid = result.valid
-    if kind.name == "feedback":
-        valid = mask_column(valid, "vapaa_teksti")
     with warehouse.transaction(con):
         file_id = _log(con, item, digest, outcome, extract_date, read, result.extra_columns)
         _store_rejections(con, file_id, item.name, result.rejections)
         failpoints.reach("ingest")  # mid-transaction: nothing of this file may stay
         if outcome.status == INGESTED:
-            _merge_valid_rows(con, kind.name, file_id, item.name, valid, customers)
+            _merge_valid_rows(con, kind.name, file_id, item.name, result.valid, customers)
         failpoints.reach("validate")  # rows merged into the current state, not committed
     return outcome
 

@@ -29,7 +29,7 @@ class UnreadableFile(Exception):
 
 @dataclass
 class ReadResult:
-    frame: pl.DataFrame  # all columns String, plus `line`
+    frame: pl.DataFrame | None  # all columns String, plus `line` (None once validated)
     file_format: str  # csv, xlsx or parquet
     encoding: str | None = None
     separator: str | None = None
