@@ -1,10 +1,13 @@
 """Ingest bookkeeping: the current state merged file by file, and files not read twice."""
 
 import os
+import time
+
+import pytest
 
 from keha_maksatus import landing as landing_folder, warehouse
 from keha_maksatus.config import load_settings
-from keha_maksatus.ingest import ingest_landing
+from keha_maksatus.ingest import ingest_landing, one_ahead
 
 from conftest import DECISION_HEADER, TEST_KEY, decision, write_export
 
@@ -51,3 +54,46 @@ def test_unchanged_files_are_not_hashed_again_and_changed_ones_are(landing, tmp_
     outcomes, current = ingest(landing, tmp_path / "work")
     assert hashed == [NAME.format("2022-06-30")] and [o.status for o in outcomes] == ["ingested"]
     assert set(current) == {"H1", "H2"}
+
+
+def test_one_ahead_keeps_the_order_and_prepares_only_the_next_item():
+    started = []
+
+    def work(item):
+        started.append(item)
+        return item * 10
+
+    seen = []
+    for result in one_ahead(work, range(6)):
+        time.sleep(0.02)  # a slow consumer: the worker must still not run further ahead
+        # while result i is handled, only items up to i + 1 may have been started
+        assert len(started) <= result // 10 + 2
+        seen.append(result)
+    assert seen == [0, 10, 20, 30, 40, 50] and started == list(range(6))
+
+
+def test_one_ahead_passes_on_the_error_of_an_item():
+    def work(item):
+        if item == 2:
+            raise ValueError("item 2")
+        return item
+
+    results = one_ahead(work, range(4))
+    assert [next(results), next(results)] == [0, 1]
+    with pytest.raises(ValueError, match="item 2"):
+        next(results)
+
+
+def test_files_prepared_ahead_are_stored_in_name_order_with_their_own_outcomes(landing, tmp_path):
+    write_export(landing, NAME.format("2022-06-30"), DECISION_HEADER, [decision("H1", "1.5.2022"), decision("H2", "1.6.2022")])
+    write_export(landing, NAME.format("2022-09-30"), DECISION_HEADER, [decision("H1", "1.5.2022", "20.5.2022"), decision("H3", "oops")])
+    (landing / "muistio.txt").write_text("not an export")
+    write_export(landing, NAME.format("2022-12-31"), DECISION_HEADER, [decision("H2", "1.6.2022", "1.7.2022")])
+    outcomes, current = ingest(landing, tmp_path / "work")
+    assert [(o.file_name, o.status, o.rows_valid, o.rows_rejected) for o in outcomes] == [
+        (NAME.format("2022-06-30"), "ingested", 2, 0),
+        (NAME.format("2022-09-30"), "ingested", 1, 1),
+        (NAME.format("2022-12-31"), "ingested", 1, 0),
+        ("muistio.txt", "unreadable", 0, 0),
+    ]
+    assert {k: v[1] for k, v in current.items()} == {"H1": NAME.format("2022-09-30"), "H2": NAME.format("2022-12-31")}
