@@ -12,6 +12,7 @@ HETU_CHECK_CHARS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 HETU_PATTERN = r"^(\d{6})[-+A-FU-Y](\d{3})([0-9A-Y])$"
 YTUNNUS_PATTERN = r"^(\d{7})-(\d)$"
 YTUNNUS_WEIGHTS = (7, 9, 10, 5, 8, 4, 2)
+_HETU_CHECK_VALUES = {char: value for value, char in enumerate(HETU_CHECK_CHARS)}
 
 
 def hetu_check_char(birth_date: str, individual: str) -> str:
@@ -51,19 +52,20 @@ def customer_id_validity(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
         frame.select(pl.col(column).str.strip_chars().str.to_uppercase().alias("code"))
         .with_columns(
             hetu_form=code.str.contains(HETU_PATTERN),
-            hetu_number=(code.str.slice(0, 6) + code.str.slice(7, 3)).cast(pl.Int64, strict=False),
+            # the nine digits and the check character as numbers: no string concatenation
+            hetu_number=code.str.slice(0, 6).cast(pl.Int32, strict=False) * 1000 + code.str.slice(7, 3).cast(pl.Int32, strict=False),
+            given_check=code.str.slice(10, 1).replace_strict(_HETU_CHECK_VALUES, default=None, return_dtype=pl.Int32),
             ytunnus_form=code.str.contains(YTUNNUS_PATTERN),
-            body=code.str.slice(0, 7).cast(pl.Int64, strict=False),
-            given_digit=code.str.slice(8, 1).cast(pl.Int64, strict=False),
+            body=code.str.slice(0, 7).cast(pl.Int32, strict=False),
+            given_digit=code.str.slice(8, 1).cast(pl.Int32, strict=False),
         )
         .with_columns(
-            hetu_check=(pl.col("hetu_number") % 31).replace_strict(dict(enumerate(HETU_CHECK_CHARS)), default=None, return_dtype=pl.String),
             # digit i of the 7-digit body by arithmetic, not seven string slices
             rest=pl.sum_horizontal([(pl.col("body") // 10 ** (6 - i)) % 10 * w for i, w in enumerate(YTUNNUS_WEIGHTS)]) % 11,
         )
         .select(
             (
-                (pl.col("hetu_form") & (code.str.slice(10, 1) == pl.col("hetu_check")))
+                (pl.col("hetu_form") & (pl.col("hetu_number") % 31 == pl.col("given_check")))
                 | (pl.col("ytunnus_form") & (pl.col("rest") != 1) & (pl.col("given_digit") == (11 - pl.col("rest")) % 11))
             ).fill_null(False).alias(column)
         )

@@ -216,8 +216,9 @@ def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_nam
     same ids, serves to find the rows replaced. Called inside the file's ingest
     transaction, so a nightly run touches only the new rows."""
     id_column = ID_COLUMNS[kind]
+    # IN (subquery) builds its hash table of the ids alone; USING would carry every column.
     con.execute(
-        f"DELETE FROM core.{kind} c USING {ids} r WHERE c.{id_column} = r.{id_column} AND c.file_name <= ?",
+        f"DELETE FROM core.{kind} WHERE {id_column} IN (SELECT {id_column} FROM {ids}) AND file_name <= ?",
         [file_name],
     )
     later_file_merged = con.execute(
