@@ -143,14 +143,12 @@ def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 
 
 def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.DataFrame:
-    """1-6/Y and 1-12/Y for every year with decisions or responses, up to as_of."""
+    """1-6/Y and 1-12/Y for every year with decisions or responses, up to as_of
+    (from the cell tables of _build_cells)."""
     years = sorted(
         y
         for (y,) in con.execute(
-            """
-            SELECT DISTINCT year(paatetty) FROM core.decisions WHERE paatetty IS NOT NULL
-            UNION SELECT DISTINCT year(vastattu) FROM core.feedback
-            """
+            "SELECT DISTINCT year(month) FROM decision_cells UNION SELECT DISTINCT year(month) FROM feedback_cells"
         ).fetchall()
         if y <= as_of.year
     )
@@ -170,6 +168,7 @@ def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.Data
 def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
     """(Re)build every kpi.* table; returns their row counts."""
     con.execute(T95_MACRO)
+    _build_cells(con)
     as_of = as_of_date(con) or dt.date.today()
     periods = reporting_periods(con, as_of)
     targets = pl.DataFrame(
@@ -195,19 +194,40 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
     }
 
 
+def _build_cells(con: duckdb.DuckDBPyConnection) -> None:
+    """One pass over each core table into its finest cells; every KPI table is summed
+    from these (sums of counts, so the results are the same as from the rows).
+
+    decision_cells: decided applications by month, instrument, office and processing days.
+    feedback_cells: responses by month, service, survey and instrument (null when unlinked)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE decision_cells AS
+        SELECT date_trunc('month', paatetty)::DATE AS month, tukimuoto, yksikko, kasittelyaika_pv AS days,
+               count(*) AS c, sum(netto_kasittelyaika_pv) AS net
+        FROM core.decisions WHERE paatetty IS NOT NULL GROUP BY ALL;
+
+        CREATE OR REPLACE TEMP TABLE feedback_cells AS
+        SELECT date_trunc('month', vastattu)::DATE AS month, palvelu, kysely, tukimuoto,
+               count(*) AS responses, count(arvosana) AS n,
+               sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
+               count(*) FILTER (arvosana >= 4) AS high
+        FROM core.feedback GROUP BY ALL;
+        """
+    )
+
+
 def _build_monthly_sums(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE decision_months AS
-        SELECT date_trunc('month', paatetty)::DATE AS month, count(*) AS n,
-               sum(kasittelyaika_pv)::DOUBLE AS s, sum(netto_kasittelyaika_pv)::DOUBLE AS s_net
-        FROM core.decisions WHERE paatetty IS NOT NULL GROUP BY 1;
+        SELECT month, sum(c)::BIGINT AS n, sum(days * c)::DOUBLE AS s, sum(net)::DOUBLE AS s_net
+        FROM decision_cells GROUP BY 1;
 
         CREATE OR REPLACE TEMP TABLE score_months AS
-        SELECT date_trunc('month', vastattu)::DATE AS month,
-               kysely IN ({OFFICIAL_SQL}) AS official, kysely = '{CAMPAIGN_SURVEY}' AS campaign,
-               count(arvosana) AS n, sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss
-        FROM core.feedback WHERE palvelu = 'maksatus' AND arvosana IS NOT NULL GROUP BY 1, 2, 3;
+        SELECT month, kysely IN ({OFFICIAL_SQL}) AS official, kysely = '{CAMPAIGN_SURVEY}' AS campaign,
+               sum(n)::BIGINT AS n, sum(s) AS s, sum(ss) AS ss
+        FROM feedback_cells WHERE palvelu = 'maksatus' AND n > 0 GROUP BY 1, 2, 3;
         """
     )
 
@@ -272,13 +292,9 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE kpi.processing_time_monthly AS
-        WITH finest AS (
-            SELECT date_trunc('month', paatetty)::DATE AS month, tukimuoto, yksikko, kasittelyaika_pv AS days,
-                   count(*) AS c, sum(netto_kasittelyaika_pv) AS net
-            FROM core.decisions WHERE paatetty IS NOT NULL GROUP BY ALL
-        ), histogram AS (
+        WITH histogram AS (
             SELECT month, tukimuoto, yksikko, GROUPING(tukimuoto, yksikko) AS rollup, days, sum(c) AS c, sum(net) AS net
-            FROM finest
+            FROM decision_cells
             GROUP BY GROUPING SETS ((month, tukimuoto, yksikko, days), (month, tukimuoto, days), (month, yksikko, days), (month, days))
         ), ranked AS (
             SELECT *, sum(c) OVER cell AS n, sum(c) OVER (cell ORDER BY days) AS through
@@ -294,18 +310,15 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
         ORDER BY month, tukimuoto NULLS FIRST, yksikko NULLS FIRST;
 
         CREATE OR REPLACE TABLE kpi.processing_time_distribution AS
-        SELECT year(paatetty) AS year, least(kasittelyaika_pv // 5 * 5, 120) AS days_from, count(*) AS n
-        FROM core.decisions WHERE paatetty IS NOT NULL
-        GROUP BY ALL ORDER BY ALL;
+        SELECT year(month) AS year, least(days // 5 * 5, 120) AS days_from, sum(c)::BIGINT AS n
+        FROM decision_cells GROUP BY ALL ORDER BY ALL;
 
         CREATE OR REPLACE TABLE kpi.satisfaction_monthly AS
         WITH cells AS (
-            SELECT date_trunc('month', vastattu)::DATE AS month, kysely,
-                   coalesce(tukimuoto, '{UNLINKED}') AS tukimuoto,
-                   count(*) AS responses, count(arvosana) AS n,
-                   sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
-                   count(*) FILTER (arvosana >= 4) AS high
-            FROM core.feedback WHERE palvelu = 'maksatus'
+            SELECT month, kysely, coalesce(tukimuoto, '{UNLINKED}') AS tukimuoto,
+                   sum(responses)::BIGINT AS responses, sum(n)::BIGINT AS n, sum(s) AS s, sum(ss) AS ss,
+                   sum(high)::BIGINT AS high
+            FROM feedback_cells WHERE palvelu = 'maksatus'
             GROUP BY GROUPING SETS ((1, 2, 3), (1, 2))
         )
         {SUPPRESSED_CELLS.format(keys="month, kysely, tukimuoto")}
@@ -313,11 +326,10 @@ def _build_breakdowns(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
 
         CREATE OR REPLACE TABLE kpi.satisfaction_by_instrument AS
         WITH cells AS (
-            SELECT year(vastattu) AS year, coalesce(tukimuoto, '{UNLINKED}') AS tukimuoto,
-                   count(*) AS responses, count(arvosana) AS n,
-                   sum(arvosana)::DOUBLE AS s, sum(arvosana * arvosana)::DOUBLE AS ss,
-                   count(*) FILTER (arvosana >= 4) AS high
-            FROM core.feedback WHERE palvelu = 'maksatus' AND kysely IN ({OFFICIAL_SQL})
+            SELECT year(month) AS year, coalesce(tukimuoto, '{UNLINKED}') AS tukimuoto,
+                   sum(responses)::BIGINT AS responses, sum(n)::BIGINT AS n, sum(s) AS s, sum(ss) AS ss,
+                   sum(high)::BIGINT AS high
+            FROM feedback_cells WHERE palvelu = 'maksatus' AND kysely IN ({OFFICIAL_SQL})
             GROUP BY ALL
         )
         {SUPPRESSED_CELLS.format(keys="year, tukimuoto")}

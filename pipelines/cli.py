@@ -120,5 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args)
 
 
+def console_main() -> None:
+    """The `keha-maksatus` command. Once the command has finished and closed its files,
+    leave without the interpreter's teardown: finalising Dagster, pandera and polars
+    modules takes another half second to a second, a fifth of a nightly run's time."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
