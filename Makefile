@@ -6,7 +6,7 @@ PIP_VERSION := 26.3
 # The Dagster instance (dagster.yaml) lives at the repo root, its state under .dagster/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: setup run test dev sample bench screenshots clean
+.PHONY: setup run test dev sample bench profile screenshots clean
 
 setup: $(BIN)/.installed
 
@@ -28,6 +28,10 @@ dev: setup
 # Speed and memory at 1M and 10M decisions against bare DuckDB and pandas (see docs/benchmarks.md).
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+
+# Where a 10M full run's time goes (pyinstrument; needs the data make bench writes): build/bench/profile.html.
+profile: setup
+	$(BIN)/python benchmarks/profile_run.py
 
 # Pictures of the dashboards and report that `make run` wrote (needs Debian's chromium).
 screenshots: setup

@@ -1,4 +1,5 @@
-"""Where a full run's time goes: the library's stages timed one by one, without Dagster.
+"""Where a full run's time goes: the library's stages timed one by one, without Dagster
+and without the pipeline's overlap (the real run prepares the next file while storing this one).
 
 usage: python benchmarks/stages.py LANDING   (e.g. build/bench/data_10000000 after make bench)
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from keha_maksatus import kpi, landing, warehouse
 from keha_maksatus.config import load_settings
 from keha_maksatus.ingest import _merge_valid_rows
-from keha_maksatus.privacy import CustomerKeys
+from keha_maksatus.privacy import CustomerKeys, mask_column
 from keha_maksatus.publish import publish
 from keha_maksatus.readers import read_export
 from keha_maksatus.schemas import kind_of_file
@@ -41,6 +42,8 @@ def main() -> None:
         read = timed("read CSV (polars)", read_export, item.path)
         result = timed("parse + validate (polars, pandera)", validate_export, read.frame, kind, landing.extract_date(item.name))
         del read
+        if kind.name == "feedback":
+            result.valid = timed("mask free text (polars)", mask_column, result.valid, "vapaa_teksti")
         con.execute("INSERT INTO quality.ingest_log (file_id, file_name, kind, content_sha256, status, ingested_at) VALUES (?, ?, ?, ?, 'ingested', now()::TIMESTAMP)",
                     [file_id, item.name, kind.name, str(file_id)])
         timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.name, result.valid, customers)
