@@ -71,6 +71,7 @@ def ingest_landing(
     try:
         for prepared in one_ahead(prepare, landing.list_landing_files(landing_dir)):
             outcome = _ingest_new(con, prepared, known, customers, settings)
+            del prepared  # its rows are stored: free them before the file after next is read
             if outcome:
                 outcomes.append(outcome)
     finally:
