@@ -1,7 +1,8 @@
 """Finnish personal identity codes (henkilötunnus) and business IDs (Y-tunnus).
 
-Scalar functions for tests and single values; `is_valid_customer_id` is the vectorised
-form used on whole columns.
+Scalar functions for tests and single values; `customer_id_validity` is the vectorised
+form used on whole columns (by the pandera model), `is_valid_customer_id` the same as an
+expression for small frames.
 """
 
 from __future__ import annotations

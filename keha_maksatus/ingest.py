@@ -197,7 +197,7 @@ def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_colu
         (?, ?, ?, ?, ?, make_timestamp(?::BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
         """,
         [
-            file_id, item.name, outcome.kind, digest, item.size, item.mtime_ns // 1000, extract_date,
+            file_id, item.name, outcome.kind, digest, item.size, item.mtime_us, extract_date,
             read.file_format if read else None, read.encoding if read else None,
             read.separator if read else None, outcome.status, outcome.reason,
             outcome.rows_read, outcome.rows_valid, outcome.rows_rejected,

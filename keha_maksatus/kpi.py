@@ -141,7 +141,6 @@ def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     return con.execute("SELECT max(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
 
 
-
 def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.DataFrame:
     """1-6/Y and 1-12/Y for every year with decisions or responses, up to as_of
     (from the cell tables of _build_cells)."""

@@ -25,6 +25,11 @@ class LandingFile:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def mtime_us(self) -> int:
+        """Modification time in whole microseconds, as the ingest log keeps it."""
+        return self.mtime_ns // 1000
+
 
 def list_landing_files(landing_dir: Path) -> list[LandingFile]:
     """Every regular, non-temporary file in the folder, in file-name order."""
@@ -56,7 +61,7 @@ def extract_date(file_name: str, today: dt.date | None = None) -> dt.date:
 def fingerprint(item: LandingFile) -> tuple[str, int, int]:
     """Name, size and modification time (microseconds): a file whose fingerprint is
     in the ingest log is taken as unchanged and not read again."""
-    return item.name, item.size, item.mtime_ns // 1000
+    return item.name, item.size, item.mtime_us
 
 
 def content_hash(path: Path) -> str:
