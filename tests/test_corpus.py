@@ -1,20 +1,35 @@
-"""The bad-input corpus: every case in tests/corpus/ runs, balances its books, quarantines
-what it must, and its KPIs equal those computed from its valid rows alone."""
+"""The bad-input corpus: every case in tests/corpus/ runs through ingest, KPIs, publish,
+report, dashboards and exports; balances its books, quarantines what it must, its KPIs
+equal those computed from its valid rows alone, and no output holds the case's personal
+data or a live formula.
+
+A case folder holds the landing files and expected.toml. Entries that git cannot hold as
+plain files are made by the harness from `[[special]]` entries (symlink, directory, fifo,
+copy under a raw-byte name); files named `_*` and the folder `outside/` are not copied
+into the landing folder (they serve as link targets and sources of copies)."""
 
 import datetime as dt
+import hashlib
+import os
 import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from dashboards.pages import build_dashboards
+from keha_maksatus import warehouse
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.exports import write_exports
 from keha_maksatus.kpi import OFFICIAL_SURVEYS
+from keha_maksatus.publish import output_folders, publish
 from keha_maksatus.readers import read_export
+from keha_maksatus.report import write_report
 from keha_maksatus.schemas import kind_of_file
 from keha_maksatus.validation import validate_export
 
 from conftest import build_working, quality_row
+from output_scan import formula_cells, output_texts, personal_data_in
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -29,17 +44,29 @@ def latest_valid_rows(con, landing: Path, kind: str, id_column: str) -> dict[str
     file validated again here and the latest row picked in Python, independently of the
     pipeline's SQL merge."""
     used = con.execute(
-        "SELECT file_name, file_id, extract_date FROM quality.ingest_log WHERE status = 'ingested' AND kind = ?", [kind]
+        "SELECT content_sha256, file_id, extract_date FROM quality.ingest_log WHERE status = 'ingested' AND kind = ?", [kind]
     ).fetchall()
+    by_hash = files_by_hash(landing)
     latest: dict[str, dict] = {}
-    for file_name, file_id, extract_date in used:
-        read = read_export(landing / file_name)
-        valid = validate_export(read.frame, kind_of_file(file_name), extract_date, spreadsheet=read.file_format == "xlsx").valid
+    for digest, file_id, extract_date in used:
+        path = by_hash[digest]
+        read = read_export(path)
+        valid = validate_export(read.frame, kind_of_file(path.name), extract_date, spreadsheet=read.file_format == "xlsx").valid
         for row in valid.to_dicts():
-            key = (file_name, file_id)
+            key = (os.fsencode(path.name), file_id)
             if row[id_column] not in latest or key > latest[row[id_column]]["_key"]:
                 latest[row[id_column]] = {**row, "_key": key}
     return latest
+
+
+def files_by_hash(landing: Path) -> dict[str, Path]:
+    """SHA-256 -> path of the regular files of the landing folder (the log may show a
+    name escaped or masked)."""
+    return {
+        hashlib.sha256(path.read_bytes()).hexdigest(): path
+        for path in landing.iterdir()
+        if path.is_file() and not path.is_symlink()
+    }
 
 
 def reference_kpis(con, landing: Path, periods) -> dict[tuple[str, str], tuple[int, float | None]]:
@@ -62,13 +89,11 @@ def reference_kpis(con, landing: Path, periods) -> dict[tuple[str, str], tuple[i
 def test_corpus_case(case, tmp_path):
     folder = CORPUS / case
     expected = tomllib.loads((folder / "expected.toml").read_text(encoding="utf-8"))
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    for path in folder.iterdir():
-        if path.name != "expected.toml":
-            shutil.copy(path, landing / path.name)
+    landing = lay_out_landing(folder, tmp_path / "landing", expected.get("special", []))
+    secrets = personal_data_in(folder, expected.get("personal_data", []))
 
-    con = build_working(landing, tmp_path / "work", today=dt.date(2022, 6, 30))  # the run finishes
+    work_dir = tmp_path / "work"
+    con = build_working(landing, work_dir, today=dt.date(2022, 6, 30))  # the run finishes
     try:
         log = {r[0]: r[1:] for r in con.execute(
             "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM quality.ingest_log"
@@ -100,5 +125,40 @@ def test_corpus_case(case, tmp_path):
             row = quality_row(con, indicator, label)
             assert row["n"] == n, (indicator, label)
             assert row["value"] == pytest.approx(value), (indicator, label)
+
+        published = publish(con, warehouse.working_path(work_dir), tmp_path / "out" / "maksatus.duckdb")
     finally:
         con.close()
+    folders = output_folders(published)
+    write_report(published, folders.report)
+    build_dashboards(published, folders.dashboards)
+    write_exports(published, folders.exports)
+
+    texts = output_texts(published, [work_dir, tmp_path / "out"])
+    for name, text in texts.items():
+        leaked = sorted(s for s in secrets if s in text)
+        assert not leaked, f"{case}: {name} holds personal data {leaked[:3]}"
+    assert formula_cells(folders.exports) == []
+
+
+def lay_out_landing(case: Path, landing: Path, specials: list[dict]) -> Path:
+    """The case's landing folder in tmp: its plain files copied, its special entries made."""
+    landing.mkdir()
+    for path in case.iterdir():
+        if path.is_file() and path.name != "expected.toml" and not path.name.startswith("_"):
+            shutil.copy(path, landing / path.name)
+    for entry in specials:
+        name = bytes.fromhex(entry["name_hex"]) if "name_hex" in entry else os.fsencode(entry["name"])
+        target = os.path.join(os.fsencode(landing), name)
+        kind = entry["kind"]
+        if kind == "symlink":
+            os.symlink(os.fsencode(case / entry["source"]), target)
+        elif kind == "directory":
+            os.mkdir(target)
+        elif kind == "fifo":
+            os.mkfifo(target)
+        elif kind == "copy":
+            shutil.copyfile(os.fsencode(case / entry["source"]), target)
+        else:
+            raise ValueError(f"{case.name}: unknown special kind {kind!r}")
+    return landing
