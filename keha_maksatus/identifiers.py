@@ -7,6 +7,8 @@ expression for small frames.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 HETU_CHECK_CHARS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
@@ -14,6 +16,20 @@ HETU_PATTERN = r"^(\d{6})[-+A-FU-Y](\d{3})([0-9A-Y])$"
 YTUNNUS_PATTERN = r"^(\d{7})-(\d)$"
 YTUNNUS_WEIGHTS = (7, 9, 10, 5, 8, 4, 2)
 _HETU_CHECK_VALUES = {char: value for value, char in enumerate(HETU_CHECK_CHARS)}
+
+
+# The century of the birth date by the sign between date and individual number.
+HETU_CENTURIES = {"+": 1800, **dict.fromkeys("-YXWVU", 1900), **dict.fromkeys("ABCDEF", 2000)}
+
+
+def hetu_birth_date(code: str) -> dt.date | None:
+    """The birth date in a personal identity code, None when it is no real date."""
+    code = code.strip().upper()
+    try:
+        year = HETU_CENTURIES[code[6]] + int(code[4:6])
+        return dt.date(year, int(code[2:4]), int(code[0:2]))
+    except (IndexError, KeyError, ValueError):
+        return None
 
 
 def hetu_check_char(birth_date: str, individual: str) -> str:
@@ -25,7 +41,7 @@ def is_valid_hetu(code: str) -> bool:
     import re
 
     match = re.match(HETU_PATTERN, code.strip().upper())
-    return bool(match) and hetu_check_char(match.group(1), match.group(2)) == match.group(3)
+    return bool(match) and hetu_check_char(match.group(1), match.group(2)) == match.group(3) and hetu_birth_date(code) is not None
 
 
 def ytunnus_check_digit(body: str) -> int | None:
@@ -71,6 +87,23 @@ def customer_id_validity(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
             ).fill_null(False).alias(column)
         )
     )
+
+
+def hetu_birth_date_validity(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """One boolean column, `column`: false only for a text of the identity code's form
+    whose date part (day, month, two-digit year and century sign) is no real date."""
+    code = pl.col(column).str.strip_chars().str.to_uppercase()
+    day, month = code.str.slice(0, 2).cast(pl.Int32, strict=False), code.str.slice(2, 2).cast(pl.Int32, strict=False)
+    century = code.str.slice(6, 1).replace_strict(HETU_CENTURIES, default=None, return_dtype=pl.Int32)
+    year = century + code.str.slice(4, 2).cast(pl.Int32, strict=False)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = (
+        pl.when(month == 2).then(pl.when(leap).then(29).otherwise(28))
+        .when(month.is_in([4, 6, 9, 11])).then(30)
+        .otherwise(31)
+    )
+    real = (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+    return frame.select((~code.str.contains(HETU_PATTERN) | real).fill_null(True).alias(column))
 
 
 def is_valid_customer_id(code: pl.Expr) -> pl.Expr:

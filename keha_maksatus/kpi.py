@@ -61,7 +61,7 @@ COLUMN_COMMENTS = {
         "period_label": "Reporting period: 1-6/Y or 1-12/Y",
         "period_start": "First day of the period",
         "period_end": "Last day of the period",
-        "complete": "False while the period is still running in the data (its end is after the newest extract)",
+        "complete": "False while the period is still running in the data: its end is after the newest extract of the indicator's own kind (decisions for processing time, feedback for satisfaction)",
         "target_op": "> or <; null when no target for that year",
         "target": "The year's target; null when none",
         "value": "Unrounded value: mean score (1-5) or mean processing time in days",
@@ -112,7 +112,7 @@ COLUMN_COMMENTS = {
         "suppressed": "True for a satisfaction month with fewer than 5 responses",
     },
     "kpi.backlog": {
-        "as_of": "The data's as-of date (newest extract date)",
+        "as_of": "The date the backlog is counted at: the newest decisions extract",
         "age_band": "Age of the pending application at as_of",
         "band_order": "Sort order of the age band",
         "over_30_days": "True for bands already past 30 days",
@@ -136,14 +136,19 @@ SUPPRESSED_CELLS = f"""
         FROM cells"""
 
 
-def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    """The newest extract date among the files whose rows are used."""
-    return con.execute("SELECT max(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
+def as_of_date(con: duckdb.DuckDBPyConnection, kind: str | None = None) -> dt.date | None:
+    """The newest extract date among the files whose rows are used (of one kind: the
+    `decisions` or `feedback` extracts alone)."""
+    return con.execute(
+        "SELECT max(extract_date) FROM quality.ingest_log WHERE status = 'ingested' AND (kind = ? OR ? IS NULL)", [kind, kind]
+    ).fetchall()[0][0]
 
 
-def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.DataFrame:
+def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date, as_of_by_kind: dict[str, dt.date | None]) -> pl.DataFrame:
     """1-6/Y and 1-12/Y for every year with decisions or responses, up to as_of
-    (from the cell tables of _build_cells)."""
+    (from the cell tables of _build_cells). A period is complete for an indicator when
+    it ends by the newest extract of that indicator's own kind (decisions_complete,
+    feedback_complete)."""
     years = sorted(
         y
         for (y,) in con.execute(
@@ -156,10 +161,12 @@ def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.Data
         for end_month, end_day in ((6, 30), (12, 31)):
             start, end = dt.date(year, 1, 1), dt.date(year, end_month, end_day)
             if start <= as_of:
-                rows.append((f"1-{end_month}/{year}", year, start, end, end <= as_of))
+                complete = [as_of_by_kind[kind] is not None and end <= as_of_by_kind[kind] for kind in ("decisions", "feedback")]
+                rows.append((f"1-{end_month}/{year}", year, start, end, *complete))
     return pl.DataFrame(
         rows,
-        schema={"period_label": pl.String, "year": pl.Int32, "period_start": pl.Date, "period_end": pl.Date, "complete": pl.Boolean},
+        schema={"period_label": pl.String, "year": pl.Int32, "period_start": pl.Date, "period_end": pl.Date,
+                "decisions_complete": pl.Boolean, "feedback_complete": pl.Boolean},
         orient="row",
     )
 
@@ -169,7 +176,8 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
     con.execute(T95_MACRO)
     _build_cells(con)
     as_of = as_of_date(con) or dt.date.today()
-    periods = reporting_periods(con, as_of)
+    as_of_by_kind = {kind: as_of_date(con, kind) for kind in ("decisions", "feedback")}
+    periods = reporting_periods(con, as_of, as_of_by_kind)
     targets = pl.DataFrame(
         [(t.year, t.indicator, t.op, t.value) for t in settings.targets],
         schema={"year": pl.Int32, "indicator": pl.String, "target_op": pl.String, "target": pl.Float64},
@@ -186,7 +194,7 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
         for name in ("periods_frame", "targets_frame", "labels_frame"):
             con.unregister(name)
     failpoints.reach("kpi")  # quality section rebuilt, breakdowns not yet
-    _build_breakdowns(con, as_of)
+    _build_breakdowns(con, as_of_by_kind["decisions"] or as_of)
     return {
         table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         for table in TABLE_COMMENTS
@@ -235,14 +243,15 @@ def _build_quality_section(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE period_figures AS
-        SELECT '{PROCESSING_TIME}' AS indicator, p.period_label, p.year, p.period_start, p.period_end, p.complete,
+        SELECT '{PROCESSING_TIME}' AS indicator, p.period_label, p.year, p.period_start, p.period_end,
+               p.decisions_complete AS complete,
                coalesce(sum(m.n), 0)::BIGINT AS n, sum(m.s) / sum(m.n) AS value,
                NULL::DOUBLE AS ci_low, NULL::DOUBLE AS ci_high, sum(m.s_net) / sum(m.n) AS net_value,
                NULL::BIGINT AS campaign_n, NULL::DOUBLE AS campaign_value
         FROM periods_frame p LEFT JOIN decision_months m ON m.month BETWEEN p.period_start AND p.period_end
         GROUP BY ALL
         UNION ALL
-        SELECT '{SATISFACTION}', p.period_label, p.year, p.period_start, p.period_end, p.complete,
+        SELECT '{SATISFACTION}', p.period_label, p.year, p.period_start, p.period_end, p.feedback_complete,
                coalesce(sum(m.n) FILTER (m.official), 0)::BIGINT,
                sum(m.s) FILTER (m.official) / sum(m.n) FILTER (m.official),
                sum(m.s) FILTER (m.official) / sum(m.n) FILTER (m.official)

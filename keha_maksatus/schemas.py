@@ -11,7 +11,7 @@ import pandera.polars as pa
 import polars as pl
 
 from keha_maksatus import parsing
-from keha_maksatus.identifiers import customer_id_validity
+from keha_maksatus.identifiers import customer_id_validity, hetu_birth_date_validity
 
 INSTRUMENTS = ("palkkatuki", "starttiraha", "kulukorvaus", "rekrytointituki", "esr", "eakr", "muu")
 OUTCOMES = ("myönteinen", "kielteinen", "osittain myönteinen", "raukeaa")
@@ -83,7 +83,7 @@ class DecisionModel(pa.DataFrameModel):
     saapunut: dt.date = pa.Field(nullable=False)
     paatetty: dt.date = pa.Field(nullable=True)
     paatos: str = pa.Field(nullable=True, isin=list(OUTCOMES))
-    haettu_eur: float = pa.Field(nullable=True, ge=0)
+    haettu_eur: float = pa.Field(nullable=False, ge=0)
     maksettu_eur: float = pa.Field(nullable=True, ge=0)
     asiakastunnus: str = pa.Field(nullable=False)
     taydennys_pv: int = pa.Field(nullable=False, ge=0)
@@ -99,6 +99,10 @@ class DecisionModel(pa.DataFrameModel):
         valid = customer_id_validity(data.lazyframe, data.key)
         # a missing id is reported by the `required` rule, not here
         return pl.concat([nulls, valid], how="horizontal").select(pl.col("missing") | pl.col(data.key))
+
+    @pa.check("asiakastunnus", name="hetu_birth_date")
+    def customer_birth_date(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return hetu_birth_date_validity(data.lazyframe, data.key)
 
     @pa.dataframe_check(name="paatetty_not_before_saapunut")
     def decided_after_received(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -134,10 +138,15 @@ class FeedbackModel(pa.DataFrameModel):
     hakemus_id: str = pa.Field(nullable=True)
     kieli: str = pa.Field(nullable=True, isin=list(LANGUAGES))
     vapaa_teksti: str = pa.Field(nullable=True)
+    extract_date: dt.date = pa.Field(nullable=False)
 
     @pa.dataframe_check(name="duplicate_id_in_file")
     def unique_id(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _unique_in_file(data, "vastaus_id")
+
+    @pa.dataframe_check(name="vastattu_not_after_extract_date")
+    def answered_by_extract_date(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col("vastattu").dt.date() <= pl.col("extract_date")).fill_null(True))
 
     class Config:
         strict = False
@@ -200,6 +209,7 @@ DATAFRAME_CHECK_COLUMNS = {
     "paatetty_not_after_extract_date": "paatetty",
     "paatos_required_when_decided": "paatos",
     "paatos_empty_when_pending": "paatos",
+    "vastattu_not_after_extract_date": "vastattu",
 }
 
 

@@ -66,8 +66,7 @@ def validate_export(
         ],
     )
     del parsed
-    if kind.name == "decisions":
-        typed = typed.with_columns(pl.lit(extract_date, dtype=pl.Date).alias("extract_date"))
+    typed = typed.with_columns(pl.lit(extract_date, dtype=pl.Date).alias("extract_date"))
 
     schema_failures = _schema_failures(typed, kind)
     # A cell that could not be parsed is null in the typed frame: report it once, and not

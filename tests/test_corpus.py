@@ -120,6 +120,11 @@ def test_corpus_case(case, tmp_path):
             got = value[0][0].isoformat() if isinstance(value[0][0], dt.date) else value[0][0]
             assert got == want, check
 
+        for check in expected.get("period", []):
+            row = quality_row(con, check["indicator"], check["period"])
+            assert {k: row[k] for k in check if k in row and k != "indicator"} == {k: v for k, v in check.items() if k in row and k != "indicator"}, check
+        assert nothing_vanishes(con), "rows in core.* outside every listed year"
+
         periods = con.execute("SELECT DISTINCT period_label, period_start, period_end FROM kpi.quality_section").fetchall()
         for (indicator, label), (n, value) in reference_kpis(con, landing, periods).items():
             row = quality_row(con, indicator, label)
@@ -139,6 +144,20 @@ def test_corpus_case(case, tmp_path):
         leaked = sorted(s for s in secrets if s in text)
         assert not leaked, f"{case}: {name} holds personal data {leaked[:3]}"
     assert formula_cells(folders.exports) == []
+
+
+def nothing_vanishes(con) -> bool:
+    """Every decided application and every scored official response counts in the
+    full-year period of its year."""
+    return con.execute(
+        f"""
+        SELECT
+          (SELECT count(*) FROM core.decisions WHERE paatetty IS NOT NULL)
+            = (SELECT coalesce(sum(n), 0) FROM kpi.quality_section WHERE indicator = '{PROCESSING_TIME}' AND period_label LIKE '1-12/%'),
+          (SELECT count(*) FROM core.feedback WHERE palvelu = 'maksatus' AND arvosana IS NOT NULL AND kysely IN {OFFICIAL_SURVEYS})
+            = (SELECT coalesce(sum(n), 0) FROM kpi.quality_section WHERE indicator = '{SATISFACTION}' AND period_label LIKE '1-12/%')
+        """
+    ).fetchall()[0] == (True, True)
 
 
 def lay_out_landing(case: Path, landing: Path, specials: list[dict]) -> Path:

@@ -1,10 +1,14 @@
 """Personal identity code and Y-tunnus checksums, scalar and vectorised."""
 
+import datetime as dt
+
 import polars as pl
 from hypothesis import given, strategies as st
 
 from keha_maksatus.identifiers import (
     HETU_CHECK_CHARS,
+    hetu_birth_date,
+    hetu_birth_date_validity,
     is_valid_customer_id,
     is_valid_hetu,
     is_valid_ytunnus,
@@ -46,3 +50,27 @@ def test_hetu_vectorised_agrees_with_scalar(day, month, year, sign, individual, 
     assert vectorised([code]) == [is_valid_hetu(code)]
     expected = HETU_CHECK_CHARS[int(f"{day:02d}{month:02d}{year:02d}{individual:03d}") % 31]
     assert is_valid_hetu(code) == (check == expected)
+
+
+def birth_date_validity(values):
+    frame = pl.DataFrame({"c": values}, schema={"c": pl.String}).lazy()
+    return hetu_birth_date_validity(frame, "c").collect().to_series().to_list()
+
+
+@given(st.integers(0, 39), st.integers(0, 14), st.integers(0, 99), st.sampled_from("-+AUVWXYBCDEF"), st.integers(2, 899))
+def test_hetu_birth_date_vectorised_agrees_with_the_calendar(day, month, year, sign, individual):
+    body = f"{day:02d}{month:02d}{year:02d}"
+    code = f"{body}{sign}{individual:03d}{HETU_CHECK_CHARS[int(body + f'{individual:03d}') % 31]}"
+    century = 1800 if sign == "+" else 2000 if sign in "ABCDEF" else 1900
+    try:
+        real = dt.date(century + year, month, day)
+    except ValueError:
+        real = None
+    assert hetu_birth_date(code) == real
+    assert birth_date_validity([code, code.lower(), f" {code} "]) == [real is not None] * 3
+    assert is_valid_hetu(code) == (real is not None)
+
+
+def test_birth_date_rule_leaves_other_ids_alone():
+    # Business IDs, malformed codes and empty cells are judged by the other rules.
+    assert birth_date_validity(["0737546-2", "abc", "", None, "310422-123V", "290200A654D"]) == [True, True, True, True, False, True]
