@@ -15,13 +15,62 @@ KEY_ENV = "KEHA_PSEUDONYM_KEY"
 DEMO_KEY = b"keha-maksatus-demo-key-for-bundled-sample-data-only"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
-# Personal identity codes, business IDs, e-mail addresses and phone numbers.
-MASKS = (
-    (r"(?i)\b\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]\b", "[hetu]"),
-    (r"\b\d{7}-\d\b", "[y-tunnus]"),
-    (r"(?i)\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b", "[email]"),
-    (r"(\+\d{1,3}[ -]?|\b0)\d{1,3}([ -]?\d){5,9}\b", "[puhelin]"),
+# Country codes of the IBAN registry and each country's IBAN length.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+
+
+def _iban_pattern() -> str:
+    """An IBAN of a registry country at that country's length, written whole or in
+    groups of four separated by single spaces (`FI21 1234 5600 0007 85`)."""
+    by_length: dict[int, list[str]] = {}
+    for country, length in sorted(IBAN_LENGTHS.items()):
+        by_length.setdefault(length, []).append(country)
+    forms = []
+    for length, countries in sorted(by_length.items()):
+        groups, rest = divmod(length - 4, 4)
+        bban = f"(?: ?[0-9A-Za-z]{{4}}){{{groups}}}" + (f" ?[0-9A-Za-z]{{{rest}}}" if rest else "")
+        forms.append(f"(?i:{'|'.join(countries)})[0-9]{{2}}{bban}")
+    return "(?:" + "|".join(forms) + ")"
+
+
+# A phone number may not follow a letter, digit, `_`, `/` or `-` (ids such as
+# `H0123456` or `2022-0123456` are no phone numbers); that character is kept.
+_PHONE_LEFT = r"(^|[^0-9A-Za-z_/-])"
+# After the area code (`040`, `(09)`): 5 or more digits, single spaces, dots or dashes
+# between them; a dot, slash or dash right after the area code needs 3 digits next,
+# so that dates (`01.03.2022`) and times (`09.30-10.30`) are no phone numbers.
+_SUBSCRIBER = r"(?: ?[0-9]{2}(?:[ .-]?[0-9]){3,}| ?[-/.] ?[0-9]{3}(?:[ .-]?[0-9]){2,})"
+# After the country code (`+358`, `00358`, `+46`): an optional `(0)`, then 6 or more digits.
+_INTERNATIONAL = r"[1-9][0-9]{0,2}[ .-]?(?:\(0\) ?)?[1-9](?:[ ./-]?[0-9]){5,}"
+PHONE_PATTERN = (
+    f"(?:{_PHONE_LEFT}(?:0[1-9][0-9]{{0,3}}{_SUBSCRIBER}|00{_INTERNATIONAL})"
+    f"|\\(0[1-9][0-9]{{0,3}}\\){_SUBSCRIBER}|\\+{_INTERNATIONAL})"
 )
+
+# Personal identity codes (any century sign, glued to anything), business IDs (also
+# glued), e-mail addresses, IBANs and phone numbers, masked in this order: a code
+# inside an e-mail address goes with the address, and an identity code or business ID
+# is masked before its digits could be read as a phone number. Every pattern needs a
+# digit or an `@` (mask_column relies on it).
+MASKS = (
+    (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "[email]"),
+    (r"[0-9]{6}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]", "[hetu]"),
+    (r"[0-9]{7}-[0-9]", "[y-tunnus]"),
+    (_iban_pattern(), "[iban]"),
+    (PHONE_PATTERN, "${1}[puhelin]"),
+)
+# Any of them, for telling whether a text holds personal data at all.
+PERSONAL_DATA_PATTERN = "|".join(f"(?:{pattern})" for pattern, _ in MASKS)
 
 
 class MissingKeyError(RuntimeError):
