@@ -4,7 +4,15 @@ Each new file (by content hash) is read and validated (prepare_file, no database
 one file ahead in a background thread), then pseudonymised and stored in one transaction
 (store_file): a line in the ingest log, its rejections to the quarantine, and its valid
 rows merged into the current state (core.*). A file that cannot be read is logged with
-its reason.
+its reason; an entry that is not a regular file (link, folder, FIFO, ...) is logged as
+skipped, never opened.
+
+Every entry is logged once: a rerun adds nothing for a name whose content (or, for a
+skipped entry, its reason) is already in the log, whatever its status was, so two runs
+over the same folder give the same tables. Bytes already ingested come back under
+another name as duplicate_content (logged once too); bytes that were unreadable or
+quarantined whole were not ingested, so under another name they are read again.
+Names and reasons are logged masked and printable (landing.log_text).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ INGESTED = "ingested"
 QUARANTINED = "quarantined"
 UNREADABLE = "unreadable"
 DUPLICATE = "duplicate_content"
+SKIPPED = "skipped"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,25 +61,32 @@ def ingest_landing(
     settings: Settings,
     today: dt.date | None = None,
 ) -> list[FileOutcome]:
-    """Ingest every file of the landing folder not yet in the ingest log.
+    """Ingest every entry of the landing folder not yet in the ingest log, in file-name order.
 
     The next file is hashed, read and validated in a background thread while this one is
     stored: polars and DuckDB each leave part of the machine idle."""
     outcomes = []
+    warehouse.upgrade_ingest_log(con)
     known = warehouse.known_hashes(con)
     recorded = warehouse.recorded_hashes(con)
-    logged_before = set(known)
+    logged = warehouse.logged_entries(con)
+    ingested_before, logged_before = set(known), set(logged)
 
     def prepare(item: landing.LandingFile) -> PreparedFile:
-        digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
-        if digest in logged_before:
-            return PreparedFile(item, digest)
+        if item.skip_reason is not None:
+            return PreparedFile(item, None)
+        try:
+            digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
+        except OSError as error:
+            return PreparedFile(item, None, error=_cannot_open(error))
+        if digest in ingested_before or ("content", item.name_order, digest) in logged_before:
+            return PreparedFile(item, digest)  # nothing new to read
         return prepare_file(item, digest, today)
 
     customers = CustomerKeys(con, key)
     try:
-        for prepared in one_ahead(prepare, landing.list_landing_files(landing_dir)):
-            outcome = _ingest_new(con, prepared, known, customers, settings)
+        for prepared in one_ahead(prepare, landing.scan_landing(landing_dir)):
+            outcome = _ingest_new(con, prepared, known, logged, customers, settings)
             del prepared  # its rows are stored: free them before the file after next is read
             if outcome:
                 outcomes.append(outcome)
@@ -100,10 +116,11 @@ def one_ahead(work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
 @dataclass
 class PreparedFile:
     """A landing file read and validated, not yet stored; `result` is None when the file
-    need not be read (content already logged) and `error` says why it could not be."""
+    need not be read (content already logged, or not a regular file) and `error` says why
+    it could not be. `digest` is None for an entry not opened."""
 
     item: landing.LandingFile
-    digest: str
+    digest: str | None
     extract_date: dt.date | None = None
     kind: ExportKind | None = None
     read: ReadResult | None = None
@@ -125,6 +142,9 @@ def prepare_file(item: landing.LandingFile, digest: str, today: dt.date | None =
     except UnreadableFile as error:
         prepared.error = str(error)
         return prepared
+    except OSError as error:  # removed or made unreadable since it was hashed
+        prepared.error = _cannot_open(error)
+        return prepared
     if kind.name == "feedback":
         result.valid = mask_column(result.valid, "vapaa_teksti")
     prepared.read = replace(read, frame=None)  # the text rows are no longer needed
@@ -132,26 +152,43 @@ def prepare_file(item: landing.LandingFile, digest: str, today: dt.date | None =
     return prepared
 
 
-def _ingest_new(con, prepared: PreparedFile, known: dict[str, str], customers: CustomerKeys, settings: Settings) -> FileOutcome | None:
-    """Store one landing file unless its content is known; None when nothing is new."""
+def _cannot_open(error: OSError) -> str:
+    # strerror only: str(error) would quote the path, the real name unmasked.
+    return f"cannot be opened: {error.strerror or type(error).__name__}"
+
+
+def log_key(prepared: PreparedFile) -> tuple:
+    """What identifies this entry in the ingest log (see warehouse.logged_entries)."""
+    item = prepared.item
+    if item.skip_reason is not None:
+        return ("skipped", item.name_order, item.skip_reason)
+    if prepared.digest is None:
+        return ("unopened", *landing.fingerprint(item))
+    return ("content", item.name_order, prepared.digest)
+
+
+def _ingest_new(
+    con, prepared: PreparedFile, known: dict[str, str], logged: set[tuple], customers: CustomerKeys, settings: Settings
+) -> FileOutcome | None:
+    """Log (and store) one landing entry unless the log holds it already; None when nothing is new."""
     item, digest = prepared.item, prepared.digest
-    if digest in known:
-        if known[digest] == item.name or _logged_name(con, item.name, digest):
-            return None
-        outcome = FileOutcome(item.name, DUPLICATE, reason=f"same content as {known[digest]}, not ingested twice")
-        _log(con, item, digest, outcome, None, None)
-        return outcome
-    outcome = store_file(con, prepared, customers, settings)
-    known[digest] = item.name
+    key = log_key(prepared)
+    if key in logged:
+        return None
+    if item.skip_reason is not None:
+        outcome = FileOutcome(item.logged_name, SKIPPED, reason=item.skip_reason)
+        with warehouse.transaction(con):
+            _log(con, item, None, outcome, None, None)
+    elif digest in known:
+        outcome = FileOutcome(item.logged_name, DUPLICATE, reason=f"same content as {known[digest]}, not ingested twice")
+        with warehouse.transaction(con):
+            _log(con, item, digest, outcome, None, None)
+    else:
+        outcome = store_file(con, prepared, customers, settings)
+        if outcome.status == INGESTED:
+            known[digest] = item.logged_name
+    logged.add(key)
     return outcome
-
-
-def _logged_name(con: duckdb.DuckDBPyConnection, name: str, digest: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM quality.ingest_log WHERE file_name = ? AND content_sha256 = ?", [name, digest]
-        ).fetchall()[0][0]
-    )
 
 
 def store_file(con: duckdb.DuckDBPyConnection, prepared: PreparedFile, customers: CustomerKeys, settings: Settings) -> FileOutcome:
@@ -159,13 +196,13 @@ def store_file(con: duckdb.DuckDBPyConnection, prepared: PreparedFile, customers
     item, digest, kind, read, result = prepared.item, prepared.digest, prepared.kind, prepared.read, prepared.result
     extract_date = prepared.extract_date
     if prepared.error is not None:
-        outcome = FileOutcome(item.name, UNREADABLE, kind.name if kind else None, reason=prepared.error)
+        outcome = FileOutcome(item.logged_name, UNREADABLE, kind.name if kind else None, reason=landing.log_text(prepared.error))
         with warehouse.transaction(con):
             _log(con, item, digest, outcome, extract_date, None)
         return outcome
 
     outcome = FileOutcome(
-        item.name,
+        item.logged_name,
         INGESTED,
         kind.name,
         rows_read=result.rows_read,
@@ -181,27 +218,36 @@ def store_file(con: duckdb.DuckDBPyConnection, prepared: PreparedFile, customers
         )
     with warehouse.transaction(con):
         file_id = _log(con, item, digest, outcome, extract_date, read, result.extra_columns)
-        _store_rejections(con, file_id, item.name, result.rejections)
+        _store_rejections(con, file_id, item.logged_name, result.rejections)
         failpoints.reach("ingest")  # mid-transaction: nothing of this file may stay
         if outcome.status == INGESTED:
-            _merge_valid_rows(con, kind.name, file_id, item.name, result.valid, customers)
+            _merge_valid_rows(con, kind.name, file_id, item.logged_name, result.valid, customers)
         failpoints.reach("validate")  # rows merged into the current state, not committed
     return outcome
 
 
-def _log(con, item, digest, outcome: FileOutcome, extract_date, read, extra_columns=None) -> int:
+def _log(con, item: landing.LandingFile, digest: str | None, outcome: FileOutcome, extract_date, read, extra_columns=None) -> int:
+    """One line in the ingest log; outcome's name and reason are already masked. Nothing
+    of an entry that is not a regular file is kept but its name."""
     file_id = warehouse.next_file_id(con)
+    regular = item.skip_reason is None
     con.execute(
         """
-        INSERT INTO quality.ingest_log VALUES
-        (?, ?, ?, ?, ?, make_timestamp(?::BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
+        INSERT INTO quality.ingest_log (
+            file_id, file_name, name_order, kind, content_sha256, size_bytes, modified_at, changed_at, inode,
+            extract_date, file_format, encoding, separator, status, reason, rows_read, rows_valid, rows_rejected,
+            extra_columns, ingested_at
+        ) VALUES (?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT), make_timestamp_ns(?::BIGINT), ?,
+                  ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
         """,
         [
-            file_id, item.name, outcome.kind, digest, item.size, item.mtime_us, extract_date,
-            read.file_format if read else None, read.encoding if read else None,
+            file_id, outcome.file_name, item.name_order, outcome.kind, digest,
+            item.size if regular else None, item.mtime_us if regular else None,
+            item.ctime_ns if regular else None, item.inode if regular else None,
+            extract_date, read.file_format if read else None, read.encoding if read else None,
             read.separator if read else None, outcome.status, outcome.reason,
             outcome.rows_read, outcome.rows_valid, outcome.rows_rejected,
-            ", ".join(extra_columns) if extra_columns else None,
+            landing.log_text(", ".join(extra_columns)) if extra_columns else None,
         ],
     )
     return file_id

@@ -28,10 +28,13 @@ CREATE SCHEMA IF NOT EXISTS meta;
 CREATE TABLE IF NOT EXISTS quality.ingest_log (
     file_id        INTEGER PRIMARY KEY,
     file_name      VARCHAR NOT NULL,
+    name_order     BLOB,
     kind           VARCHAR,
-    content_sha256 VARCHAR NOT NULL,
+    content_sha256 VARCHAR,
     size_bytes     BIGINT,
     modified_at    TIMESTAMP,
+    changed_at     TIMESTAMP_NS,
+    inode          UBIGINT,
     extract_date   DATE,
     file_format    VARCHAR,
     encoding       VARCHAR,
@@ -89,21 +92,24 @@ TABLE_COMMENTS = {
 COLUMN_COMMENTS = {
     "quality.ingest_log": {
         "file_id": "Sequence number of the file in the ingest log",
-        "file_name": "Name of the file in the landing folder",
+        "file_name": "Name of the entry in the landing folder: printable (control characters and bytes that are not UTF-8 as backslash escapes such as \\n, \\xff), personal data masked",
+        "name_order": "The name's bytes (personal data masked): extracts apply in this order, a later one winning",
         "kind": "Export kind told by the name: decisions (maksatuspaatokset_) or feedback (asiakaspalaute_)",
-        "content_sha256": "SHA-256 of the file's bytes; a file with a known hash is not ingested again",
+        "content_sha256": "SHA-256 of the file's bytes; bytes already ingested are not ingested again (null: not opened)",
         "size_bytes": "File size in bytes",
-        "modified_at": "The file's modification time (UTC); a file with the same name, size and time is taken as unchanged and not hashed again",
+        "modified_at": "The file's modification time (UTC)",
+        "changed_at": "The inode's change time (ctime, UTC), which no tool can put back: a file with the same name, size, modification time, change time and inode is taken as unchanged and not hashed again",
+        "inode": "The file's inode number (a file replaced under the same name gets a new one)",
         "extract_date": "Extract date from the file name (else the day it was ingested)",
         "file_format": "csv, xlsx or parquet",
         "encoding": "Detected text encoding (CSV only)",
         "separator": "Detected field separator (CSV only)",
-        "status": "ingested, quarantined (whole file held back), unreadable, duplicate_content",
-        "reason": "Why a file was quarantined, unreadable or skipped",
+        "status": "ingested, quarantined (whole file held back), unreadable, duplicate_content, skipped (not a regular file: link, folder, FIFO, ...)",
+        "reason": "Why a file was quarantined, unreadable or skipped (personal data masked)",
         "rows_read": "Data rows read from the file",
         "rows_valid": "Rows that passed every rule",
         "rows_rejected": "Rows with at least one failed rule (see quality.quarantine)",
-        "extra_columns": "Columns outside the contract, kept out of the KPIs",
+        "extra_columns": "Columns outside the contract, kept out of the KPIs (personal data masked)",
         "ingested_at": "When the file was ingested (UTC)",
     },
     "quality.quarantine": {
@@ -191,18 +197,69 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+def upgrade_ingest_log(con: duckdb.DuckDBPyConnection) -> None:
+    """Give an ingest log of an earlier version the columns it lacks (name_order from the
+    names it logged then, unmasked); a no-op on a current one."""
+    columns = dict(
+        con.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'quality' AND table_name = 'ingest_log'"
+        ).fetchall()
+    )
+    if "name_order" in columns and columns.get("content_sha256") == "YES":
+        return
+    con.execute("ALTER TABLE quality.ingest_log ALTER COLUMN content_sha256 DROP NOT NULL")
+    for column, data_type in (("name_order", "BLOB"), ("changed_at", "TIMESTAMP_NS"), ("inode", "UBIGINT")):
+        con.execute(f"ALTER TABLE quality.ingest_log ADD COLUMN IF NOT EXISTS {column} {data_type}")
+    con.execute("UPDATE quality.ingest_log SET name_order = encode(file_name) WHERE name_order IS NULL")
+
+
 def known_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """content_sha256 -> file name of every file already in the ingest log."""
-    return dict(con.execute("SELECT content_sha256, min(file_name) FROM quality.ingest_log GROUP BY 1").fetchall())
+    """content_sha256 -> logged name of every file ingested (status ingested, the first
+    one). Bytes that were unreadable or quarantined whole were not ingested: they are
+    read again under another name."""
+    return dict(
+        con.execute(
+            "SELECT content_sha256, arg_min(file_name, file_id) FROM quality.ingest_log WHERE status = 'ingested' GROUP BY 1"
+        ).fetchall()
+    )
 
 
-def recorded_hashes(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int, int], str]:
-    """(file name, size, modification time in microseconds) -> content_sha256 of every
-    file in the ingest log (see landing.fingerprint)."""
+def recorded_hashes(con: duckdb.DuckDBPyConnection) -> dict[tuple[bytes, int, int, int, int], str]:
+    """Fingerprint (name_order, size, modification time in microseconds, change time in
+    nanoseconds, inode) -> content_sha256 of every hashed file in the ingest log (see
+    landing.fingerprint)."""
     rows = con.execute(
-        "SELECT file_name, size_bytes, epoch_us(modified_at), content_sha256 FROM quality.ingest_log WHERE modified_at IS NOT NULL"
+        """
+        SELECT name_order, size_bytes, epoch_us(modified_at), epoch_ns(changed_at), inode, content_sha256
+        FROM quality.ingest_log
+        WHERE content_sha256 IS NOT NULL AND modified_at IS NOT NULL AND changed_at IS NOT NULL AND inode IS NOT NULL
+        """
     ).fetchall()
-    return {(name, size, modified): digest for name, size, modified, digest in rows}
+    return {tuple(row[:5]): row[5] for row in rows}
+
+
+def logged_entries(con: duckdb.DuckDBPyConnection) -> set[tuple]:
+    """What the ingest log already holds, so that a rerun logs nothing twice:
+    ("content", name_order, content_sha256) of each hashed file, ("skipped", name_order,
+    reason) of each entry that is not a regular file and ("unopened", *fingerprint) of
+    each file that could not be opened (a change of its permissions changes the
+    fingerprint: it is tried again)."""
+    rows = con.execute(
+        """
+        SELECT status, name_order, content_sha256, reason, size_bytes, epoch_us(modified_at), epoch_ns(changed_at), inode
+        FROM quality.ingest_log
+        """
+    ).fetchall()
+    entries = set()
+    for status, order, digest, reason, size, modified, changed, inode in rows:
+        if digest is not None:
+            entries.add(("content", order, digest))
+        elif status == "skipped":
+            entries.add(("skipped", order, reason))
+        else:
+            entries.add(("unopened", order, size, modified, changed, inode))
+    return entries
 
 
 def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
@@ -211,19 +268,24 @@ def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
 
 def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str, ids: str) -> None:
     """Merge one file's rows into core.<kind>: for each id the row of the latest extract
-    in file-name order stands, a later-ingested file winning a tie. `rows` (a fixed name)
+    in file-name order (quality.ingest_log.name_order, the real name's bytes; the file is
+    logged first) stands, a later-ingested file winning a tie. `rows` (a fixed name)
     has the core columns but file_name and file_id; `ids`, a cheaper relation with the
     same ids, serves to find the rows replaced. Called inside the file's ingest
     transaction, so a nightly run touches only the new rows."""
     id_column = ID_COLUMNS[kind]
+    order = con.execute("SELECT name_order FROM quality.ingest_log WHERE file_id = ?", [file_id]).fetchall()[0][0]
     # IN (subquery) builds its hash table of the ids alone; USING would carry every column.
     con.execute(
-        f"DELETE FROM core.{kind} WHERE {id_column} IN (SELECT {id_column} FROM {ids}) AND file_name <= ?",
-        [file_name],
+        f"""
+        DELETE FROM core.{kind} WHERE {id_column} IN (SELECT {id_column} FROM {ids})
+        AND file_id IN (SELECT file_id FROM quality.ingest_log WHERE name_order <= ?)
+        """,
+        [order],
     )
     later_file_merged = con.execute(
-        "SELECT count(*) FROM quality.ingest_log WHERE kind = ? AND status = 'ingested' AND file_name > ? AND file_id <> ?",
-        [kind, file_name, file_id],
+        "SELECT count(*) FROM quality.ingest_log WHERE kind = ? AND status = 'ingested' AND name_order > ? AND file_id <> ?",
+        [kind, order, file_id],
     ).fetchall()[0][0]
     # Only a file arriving after a later extract can meet rows that must stand.
     keep_later = f"ANTI JOIN core.{kind} c ON c.{id_column} = r.{id_column}" if later_file_merged else ""

@@ -14,11 +14,15 @@ from pipelines.schedules import nightly_job
     job=nightly_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="New files in the landing folder (ignoring files still being written).")
+    description="New or rewritten regular files in the landing folder (ignoring files still being written, links, folders and other special files).")
 def new_exports_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     quiet = warehouse.settings().landing_quiet_seconds
-    current = {f"{f.name}|{f.size}|{f.mtime}" for f in stable_files(warehouse.landing_dir, quiet)}
+    # Printable names (a raw name may not be UTF-8) and what a rewrite in place changes.
+    current = {
+        f"{f.logged_name}|{f.size}|{f.mtime_ns}|{f.ctime_ns}|{f.inode}"
+        for f in stable_files(warehouse.landing_dir, quiet)
+    }
     new = sorted(current - seen)
     if not new:
         return dg.SkipReason("no new files, or files still being written")
