@@ -34,6 +34,7 @@ STATUS_FI = {
     "quarantined": "karanteenissa (liikaa hylättyjä rivejä)",
     "unreadable": "ei luettavissa",
     "duplicate_content": "sama sisältö jo luettu",
+    "skipped": "ohitettu (ei tavallinen tiedosto)",
 }
 HEADERS_FI = {
     "indicator": "Mittarin tunnus",
