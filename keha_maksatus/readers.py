@@ -2,15 +2,22 @@
 
 Whatever the format (CSV/TXT, XLSX, Parquet), the result has the contract's header
 names normalised (trimmed, lower-case), every cell as text, and a `line` column: the
-record's line number in the file counting the header as line 1.
+physical line on which the record starts, counting the file's first line as 1 (the
+header), as an editor shows it. Blank lines are not rows.
+
+The file is read by Python into memory and handed to polars as bytes: polars would
+expand `*`, `?` and `[...]` in a path string as a glob and read other files.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 LINE = "line"
@@ -21,10 +28,21 @@ EXCEL_SUFFIXES = {".xlsx"}
 PARQUET_SUFFIXES = {".parquet"}
 SUPPORTED_SUFFIXES = CSV_SUFFIXES | EXCEL_SUFFIXES | PARQUET_SUFFIXES
 _SNIFF_BYTES = 64 * 1024
+_FORMAT_NAMES = {".csv": "CSV", ".txt": "CSV", ".xlsx": "an .xlsx workbook", ".parquet": "Parquet"}
+TIME_ZONE = "Europe/Helsinki"  # time-zone-aware timestamps are taken as local time here
+
+_LF, _CR, _QUOTE, _SPACE, _TAB = 10, 13, 34, 32, 9
+_CRLF_AS_UINT16 = np.frombuffer(b"\r\n", dtype=np.uint16)[0]
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class UnreadableFile(Exception):
-    """The file cannot be read as an export at all; the message is the reason."""
+    """The file cannot be read as an export at all; the message is the reason. It never
+    quotes the file's content (which may hold personal data), only what failed where."""
+
+
+class _NotUtf8(Exception):
+    """Valid UTF-8 in the sniffed start of the file, not further on."""
 
 
 @dataclass
@@ -39,35 +57,123 @@ def normalise_header(name: str) -> str:
     return name.replace("\ufeff", "").strip().lower()
 
 
-def read_export(path: Path) -> ReadResult:
-    """Read an export file; raises UnreadableFile with the reason when it cannot."""
+def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
+    """Read an export file; raises UnreadableFile with the reason when it cannot.
+
+    The name is taken literally and may hold any bytes (a str with surrogate escapes,
+    or bytes)."""
+    path = Path(os.fsdecode(path))
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type '{suffix}' (accepted: .csv, .txt, .xlsx, .parquet)")
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise UnreadableFile(f"cannot be opened: {error.strerror or type(error).__name__}") from None
+    if not data:
         raise UnreadableFile("empty file")
     try:
         if suffix in CSV_SUFFIXES:
-            result = _read_csv(path)
-        elif suffix in EXCEL_SUFFIXES:
-            result = ReadResult(_read_excel(path), "xlsx")
-        else:
-            result = ReadResult(_read_parquet(path), "parquet")
+            return _read_csv(data)
+        if suffix in EXCEL_SUFFIXES:
+            return ReadResult(_read_excel(data), "xlsx")
+        return ReadResult(_read_parquet(data), "parquet")
     except UnreadableFile:
         raise
-    except Exception as error:  # any library failure means: not readable as an export
-        raise UnreadableFile(f"cannot be read as {suffix[1:]}: {type(error).__name__}: {error}") from None
-    return result
+    except BaseException as error:  # any library failure (a Rust panic included) means: not readable
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        # The library's message may quote cells: only its kind is kept.
+        raise UnreadableFile(f"cannot be read as {_FORMAT_NAMES[suffix]} ({type(error).__name__})") from None
 
 
-def _with_lines(frame: pl.DataFrame) -> pl.DataFrame:
-    names = [normalise_header(c) for c in frame.columns]
+# --- typed cells as text -------------------------------------------------------------
+
+
+def column_names(raw_names: list[str]) -> list[str]:
+    """Header names normalised; a name the reader uses itself gets a suffix; duplicates
+    after normalising make the file unreadable."""
+    names = [normalise_header(str(c)) for c in raw_names]
+    names = [f"{n} (in file)" if n in (LINE, EXTRA_FIELDS) else n for n in names]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise UnreadableFile(f"duplicate column names in header: {', '.join(duplicated)}")
-    frame = frame.rename(dict(zip(frame.columns, names)))
-    text = frame.select(pl.all().cast(pl.String))
-    return text.with_row_index(LINE, offset=2).with_columns(pl.col(LINE).cast(pl.Int64))
+    return names
+
+
+def _with_lines(frame: pl.DataFrame, lines: pl.Series | None = None) -> pl.DataFrame:
+    """The `line` column first: given, or by default the row's position (the header
+    being line 1)."""
+    if lines is None:
+        return frame.with_row_index(LINE, offset=2).with_columns(pl.col(LINE).cast(pl.Int64))
+    return frame.insert_column(0, lines.alias(LINE).cast(pl.Int64))
+
+
+def _typed_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """A frame of typed columns (Excel, Parquet) with names normalised and every cell as text."""
+    names = column_names(frame.columns)
+    return pl.DataFrame([cell_text(column).alias(name) for column, name in zip(frame.get_columns(), names)])
+
+
+def cell_text(column: pl.Series) -> pl.Series:
+    """A typed column as the text an export would hold: dates ISO, date-times ISO in
+    Helsinki time (fractions of a second only when there are any), integral floats as
+    integers; nested and binary values as JSON-like text, never an error."""
+    dtype = column.dtype
+    if dtype == pl.String:
+        return column
+    if dtype == pl.Date:
+        return column.dt.strftime("%Y-%m-%d")
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            column = column.dt.convert_time_zone(TIME_ZONE).dt.replace_time_zone(None)
+        return column.dt.strftime("%Y-%m-%d %H:%M:%S%.f")  # %.f: nothing when the fraction is zero
+    if dtype.is_float():
+        whole = column.is_finite() & (column == column.round(0)) & (column.abs() < 2**53)
+        return (
+            pl.select(pl.when(whole).then(column.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(column.cast(pl.String)))
+            .to_series()
+            .alias(column.name)
+        )
+    if isinstance(dtype, pl.Decimal):
+        return column.cast(pl.String).str.replace(r"^(-?\d+)\.0+$", "$1")
+    if isinstance(dtype, pl.Duration):
+        return column.dt.to_string()
+    if dtype == pl.Binary:
+        try:
+            return column.cast(pl.String)
+        except pl.exceptions.PolarsError:  # not UTF-8
+            return _python_text(column, lambda v: v.decode("utf-8", "replace"))
+    if dtype.is_nested():
+        if _json_writable(dtype):
+            encoded = pl.select(pl.struct(column.alias("v")).struct.json_encode()).to_series()
+            # '{"v":...}' -> '...'; a null cell stays null
+            return pl.select(pl.when(column.is_not_null()).then(encoded.str.slice(5).str.head(-1))).to_series().alias(column.name)
+        return _python_text(column, str)
+    try:
+        return column.cast(pl.String)  # integers, booleans, times, categoricals, nulls
+    except pl.exceptions.PolarsError:
+        return _python_text(column, str)
+
+
+def _python_text(column: pl.Series, convert) -> pl.Series:
+    return pl.Series(column.name, [None if v is None else convert(v) for v in column.to_list()], dtype=pl.String)
+
+
+_JSON_LEAVES = (pl.String, pl.Boolean, pl.Date, pl.Datetime, pl.Null)
+
+
+def _json_writable(dtype: pl.DataType) -> bool:
+    """Whether polars writes this type as JSON (it panics on binary, for one)."""
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _json_writable(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return all(_json_writable(field.dtype) for field in dtype.fields)
+    return dtype.is_integer() or dtype.is_float() or isinstance(dtype, _JSON_LEAVES)
+
+
+# --- CSV -----------------------------------------------------------------------------
 
 
 def detect_encoding(head: bytes) -> str:
@@ -95,39 +201,68 @@ def detect_separator(header_line: str) -> str:
     return separator if counts[separator] else ";"
 
 
-def _read_csv(path: Path) -> ReadResult:
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
-    encoding = detect_encoding(head)
-    if encoding in ("utf-8", "utf-8-sig"):  # polars reads UTF-8 itself and drops a BOM
-        source: Path | bytes = path
-    else:
-        try:
-            source = path.read_bytes().decode(encoding).encode("utf-8")
-        except UnicodeDecodeError as error:
-            raise UnreadableFile(f"not valid {encoding}: {error}") from None
-    first_text = (source[:_SNIFF_BYTES] if isinstance(source, bytes) else head).decode("utf-8", "replace")
-    header_line = first_text.lstrip("\ufeff").splitlines()[0] if first_text.strip() else ""
-    if not header_line.strip():
-        raise UnreadableFile("no header line")
-    separator = detect_separator(header_line)
+def _read_csv(data: bytes) -> ReadResult:
+    encoding = detect_encoding(data[:_SNIFF_BYTES])
     try:
-        frame = _read_csv_text(source, separator)
-    except pl.exceptions.ComputeError as error:
-        if encoding == "utf-8" and "utf-8" in str(error).lower():
-            # Valid UTF-8 at the start, not further on: a Windows-1252 file.
-            encoding = "cp1252"
-            source = path.read_bytes().decode("cp1252", errors="strict").encode("utf-8")
-            frame = _read_csv_text(source, separator)
-        else:
-            raise
-    return ReadResult(_with_lines(frame), "csv", encoding, separator)
+        return _read_csv_as(data, encoding)
+    except _NotUtf8:  # valid UTF-8 at the start, not further on: a Windows-1252 file
+        return _read_csv_as(data, "cp1252")
 
 
-def _read_csv_text(source: Path | bytes, separator: str) -> pl.DataFrame:
+def _utf8_text(data: bytes, encoding: str) -> bytes:
+    if encoding in ("utf-8", "utf-8-sig"):  # polars reads UTF-8 itself and drops a BOM
+        return data
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError as error:
+        line = len(_LINE_END.findall(data[: error.start].decode(encoding, "replace"))) + 1
+        raise UnreadableFile(f"not valid {encoding}: undecodable bytes on line {line}") from None
+
+
+def _read_csv_as(data: bytes, encoding: str) -> ReadResult:
+    original = _utf8_text(data, encoding)
+    start = len(codecs.BOM_UTF8) if original.startswith(codecs.BOM_UTF8) else 0
+    line_ends = _count_line_ends(np.frombuffer(original, dtype=np.uint8))
+    first_end = _LINE_END.search(original, start)
+    first_line = original[start : first_end.start() if first_end else len(original)]
+    text, lines = original, None
+    if line_ends.bare_cr or not first_line.strip(b" \t"):
+        # polars knows LF and CR LF only: the records are rewritten one to a line (LF),
+        # without the blank ones, and their line numbers kept aside.
+        records = _find_records(original, start)
+        keep = ~records.blank
+        if not keep.any():
+            raise UnreadableFile("no header line")
+        text = _joined(original, records, keep)
+        first_line = text[: text.index(b"\n")]
+        lines = records.lines[keep][1:]
+    separator = detect_separator(first_line.decode("utf-8", "replace"))
+    try:
+        frame = _read_csv_text(text, separator)
+    except pl.exceptions.PolarsError:
+        if encoding == "utf-8" and not _is_utf8(text):
+            raise _NotUtf8 from None
+        raise UnreadableFile(_csv_failure(original, start)) from None
+
+    if lines is None:
+        one_line_per_record = line_ends.lf == frame.height + (1 if text.endswith(b"\n") else 0)
+        if one_line_per_record and not _may_have_blank_rows(frame):  # the usual file
+            return ReadResult(_with_lines(frame), "csv", encoding, separator)
+        # Blank lines that polars read as rows, or quoted line breaks: where is each record?
+        records = _find_records(original, start)
+        if len(records.lines) != frame.height + 1:
+            raise UnreadableFile(_csv_failure(original, start))
+        keep = ~records.blank[1:]
+        frame, lines = frame.filter(pl.Series(keep)), records.lines[1:][keep]
+    elif frame.height != len(lines):
+        raise UnreadableFile(_csv_failure(original, start))
+    return ReadResult(_with_lines(frame, pl.Series(lines)), "csv", encoding, separator)
+
+
+def _read_csv_text(source: bytes, separator: str) -> pl.DataFrame:
     """All fields as text. Read a little wider than the header so that a row with too
     many fields is caught (its surplus goes to EXTRA_FIELDS) rather than cut silently."""
-    header = pl.read_csv(source, separator=separator, infer_schema=False, quote_char='"', n_rows=0).columns
+    header = column_names(pl.read_csv(source, separator=separator, infer_schema=False, quote_char='"', n_rows=0).columns)
     width = len(header) + _EXTRA_WIDTH
     frame = pl.read_csv(
         source, separator=separator, has_header=False, infer_schema=False, quote_char='"',
@@ -140,10 +275,129 @@ def _read_csv_text(source: Path | bytes, separator: str) -> pl.DataFrame:
     )
 
 
-def _read_excel(path: Path) -> pl.DataFrame:
-    frame = pl.read_excel(path, sheet_id=1, infer_schema_length=0)
-    return _with_lines(frame)
+@dataclass(frozen=True)
+class _LineEnds:
+    cr: int  # CR bytes
+    lf: int  # LF bytes
+    crlf: int  # CR LF pairs
+
+    @property
+    def bare_cr(self) -> bool:
+        """Whether some CR is not followed by LF (a line end of its own)."""
+        return self.cr != self.crlf
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
-    return _with_lines(pl.read_parquet(path))
+_CHUNK = 1 << 18
+
+
+def _count_line_ends(array: np.ndarray) -> _LineEnds:
+    """CR, LF and CR LF counts in one pass over cache-sized chunks (whole-file temporary
+    arrays would cost more in page faults than the comparisons themselves)."""
+    cr = lf = crlf = 0
+    is_cr, is_lf, both = (np.empty(_CHUNK, dtype=bool) for _ in range(3))
+    for offset in range(0, len(array), _CHUNK):
+        chunk = array[offset : offset + _CHUNK]
+        n = len(chunk)
+        chunk_cr, chunk_lf = is_cr[:n], is_lf[:n]
+        np.equal(chunk, _CR, out=chunk_cr)
+        np.equal(chunk, _LF, out=chunk_lf)
+        cr += int(np.count_nonzero(chunk_cr))
+        lf += int(np.count_nonzero(chunk_lf))
+        crlf += int(np.count_nonzero(np.logical_and(chunk_cr[:-1], chunk_lf[1:], out=both[: max(n - 1, 0)])))
+        if offset and chunk_lf[0] and array[offset - 1] == _CR:  # a pair across the chunk boundary
+            crlf += 1
+    return _LineEnds(cr, lf, crlf)
+
+
+def _may_have_blank_rows(frame: pl.DataFrame) -> bool:
+    """Whether some row read may be a blank line: every field empty but perhaps the
+    first, which holds only blanks. (A line of separators alone looks the same here;
+    _find_records tells them apart.)"""
+    fields = frame.columns
+    others_empty = pl.all_horizontal([pl.col(c).is_null() for c in fields[1:]]) if len(fields) > 1 else pl.lit(True)
+    suspects = frame.lazy().filter(others_empty).select(fields[0]).collect().to_series()
+    return bool((suspects.is_null() | suspects.str.contains(r"^[ \t]*$")).any())
+
+
+@dataclass
+class _Records:
+    """The records of a CSV text: where each one's bytes are (its line end excluded),
+    the physical line it starts on, and whether it is blank (no characters, or only
+    spaces and tabs)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    lines: np.ndarray
+    blank: np.ndarray
+
+
+def _find_records(text: bytes, start: int) -> _Records:
+    """LF, CR LF and a bare CR each end a line; a line end inside double quotes belongs
+    to the field (the quotes before it are odd in number)."""
+    array = np.frombuffer(text, dtype=np.uint8)
+    n = len(array)
+    lf = np.flatnonzero(array == _LF)
+    cr = np.flatnonzero(array == _CR)
+    after_cr = (lf > 0) & (array[np.maximum(lf - 1, 0)] == _CR)
+    bare_cr = cr[array[np.minimum(cr + 1, n - 1)] != _LF] if n else cr
+    end_from = np.concatenate([lf - after_cr, bare_cr])  # first byte of each line end
+    end_to = np.concatenate([lf + 1, bare_cr + 1])  # just past it
+    order = np.argsort(end_from, kind="stable")
+    end_from, end_to = end_from[order], end_to[order]
+
+    quotes = np.flatnonzero(array == _QUOTE)
+    closing = np.flatnonzero(np.searchsorted(quotes, end_from) % 2 == 0)  # line ends that end a record
+    starts = np.concatenate([[start], end_to[closing]])
+    ends = np.concatenate([end_from[closing], [n]])
+    lines = np.concatenate([[1], closing + 2])  # line k + 2 follows the (k + 1)th line end
+    if starts[-1] >= n:  # nothing after the last line end
+        starts, ends, lines = starts[:-1], ends[:-1], lines[:-1]
+
+    blank = ends == starts
+    first = array[np.minimum(starts, n - 1)] if n else starts
+    for i in np.flatnonzero(~blank & ((first == _SPACE) | (first == _TAB))):
+        blank[i] = not text[starts[i] : ends[i]].strip(b" \t")
+    return _Records(starts, ends, lines, blank)
+
+
+def _joined(text: bytes, records: _Records, keep: np.ndarray) -> bytes:
+    """The kept records, each ended by LF."""
+    view = memoryview(text)
+    pieces = [view[s:e] for s, e in zip(records.starts[keep].tolist(), records.ends[keep].tolist())]
+    return b"\n".join(pieces) + b"\n"
+
+
+def _is_utf8(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_failure(text: bytes, start: int) -> str:
+    """Why polars could not split the text into fields, without quoting it."""
+    records = _find_records(text, start)
+    if np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == _QUOTE) % 2 and len(records.lines):
+        return f"cannot be read as CSV: a double quote opened on line {records.lines[-1]} is never closed"
+    return "cannot be read as CSV: fields not quoted as CSV requires (a double quote inside an unquoted field?)"
+
+
+# --- Excel and Parquet ---------------------------------------------------------------
+
+
+def _read_excel(data: bytes) -> pl.DataFrame:
+    """The first sheet as text (fastexcel writes a date cell as `yyyy-mm-dd hh:mm:ss`, an
+    integral number without decimals). A row with every cell empty is not a row; the
+    others keep their sheet row number as line."""
+    frame = pl.read_excel(
+        data, sheet_id=1, infer_schema_length=0, drop_empty_rows=False, drop_empty_cols=True, raise_if_empty=False
+    )
+    if not frame.width:
+        raise UnreadableFile("no header row on the first sheet")
+    text = _with_lines(_typed_as_text(frame))
+    return text.filter(~pl.all_horizontal(pl.exclude(LINE).is_null()))
+
+
+def _read_parquet(data: bytes) -> pl.DataFrame:
+    return _with_lines(_typed_as_text(pl.read_parquet(data)))

@@ -88,7 +88,7 @@ def test_quoted_fields_with_separator_and_newline(tmp_path):
     path = write_export(tmp_path, "asiakaspalaute_2022-06-30.csv", header, rows)
     frame = read_export(path).frame
     assert frame["vapaa_teksti"].to_list()[0].startswith("hyvä; nopea")
-    assert frame["line"].to_list() == [2, 3]
+    assert frame["line"].to_list() == [2, 4]  # the physical line each record starts on
 
 
 def test_xlsx_and_parquet(tmp_path):
