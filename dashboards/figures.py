@@ -1,7 +1,9 @@
-"""The dashboards' plotly figures, each built from the published warehouse.
+"""The dashboards' plotly figures, each built from what people may see of the published
+warehouse (disclosure.open_for_people): satisfaction figures under 5 responses arrive
+withheld, and free text is never there.
 
-Only published KPI tables are read: satisfaction cells under 5 responses arrive already
-suppressed, and free text is never touched.
+Plotly renders some HTML in titles, labels, legends and hover text, so every text from
+the input (codes, file names, rules) goes in through plotly_text.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import polars as pl
 
 from keha_maksatus import finnish as fi
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.disclosure import SUPPRESSED_FI
 from keha_maksatus.kpi import MIN_CELL_RESPONSES
+from keha_maksatus.rendering import plotly_text
 
 BLUE, ORANGE, GREY, RED = "#003580", "#e07b00", "#8c8c8c", "#b00020"
 
@@ -47,7 +51,7 @@ def _add_target_lines(fig: go.Figure, targets: pl.DataFrame) -> None:
 def headline_indicators(con: duckdb.DuckDBPyConnection) -> go.Figure:
     latest = con.sql(
         """
-        SELECT indicator, period_label, complete, target_op, target, value, n FROM kpi.quality_section
+        SELECT indicator, period_label, complete, target_op, target, value, n, suppressed FROM kpi.quality_section
         QUALIFY row_number() OVER (PARTITION BY indicator ORDER BY period_end DESC, period_start) = 1
         ORDER BY indicator
         """
@@ -58,15 +62,18 @@ def headline_indicators(con: duckdb.DuckDBPyConnection) -> go.Figure:
         decimals = fi.DECIMALS[indicator]
         suffix = "" if row["complete"] else " (kesken)"
         target_text = fi.target(row["target_op"], row["target"], indicator)
+        if row["suppressed"]:
+            suffix += f", {SUPPRESSED_FI}"
         fig.add_trace(go.Indicator(
-            mode="number+delta" if row["target"] is not None else "number",
+            mode="number+delta" if row["target"] is not None and not row["suppressed"] else "number",
             value=row["value"],
             number=dict(valueformat=f".{decimals}f"),
             delta=dict(reference=row["target"], valueformat=f".{decimals}f",
                        increasing=dict(color="green" if indicator == SATISFACTION else RED),
                        decreasing=dict(color=RED if indicator == SATISFACTION else "green")) if row["target"] is not None else None,
-            title=dict(text=f"{fi.SHORT_NAMES[indicator]}<br><span style='font-size:0.7em'>{row['period_label']}{suffix}, "
-                            f"tavoite {target_text}, n = {fi.number(row['n'])}</span>"),
+            title=dict(text=f"{plotly_text(fi.SHORT_NAMES[indicator])}<br><span style='font-size:0.7em'>"
+                            + plotly_text(f"{row['period_label']}{suffix}, tavoite {target_text}, n = {fi.number(row['n'])}")
+                            + "</span>"),
             domain=dict(row=0, column=i),
         ))
     fig.update_layout(grid=dict(rows=1, columns=max(1, latest.height)), height=230, separators=", ", margin=dict(l=20, r=20, t=40, b=10))
@@ -131,7 +138,7 @@ def processing_time_by(con: duckdb.DuckDBPyConnection, dimension: str) -> go.Fig
         params=[year],
     ).pl()
     fig = go.Figure(go.Bar(
-        x=rows["key"], y=rows["mean_days"], marker_color=BLUE, name="Keskiarvo",
+        x=[plotly_text(key) for key in rows["key"]], y=rows["mean_days"], marker_color=BLUE, name="Keskiarvo",
         customdata=list(zip(rows["n"], rows["share"])),
         hovertemplate="%{x}: %{y:.1f} pv (n = %{customdata[0]}, 30 päivässä %{customdata[1]:.0%})<extra></extra>",
     ))
@@ -169,12 +176,12 @@ def satisfaction_by_instrument(con: duckdb.DuckDBPyConnection) -> go.Figure:
     ).pl()
     shown = rows.filter(~pl.col("suppressed"))
     fig = go.Figure(go.Bar(
-        x=shown["tukimuoto"], y=shown["mean_score"], marker_color=BLUE, name="Keskiarvo",
+        x=[plotly_text(code) for code in shown["tukimuoto"]], y=shown["mean_score"], marker_color=BLUE, name="Keskiarvo",
         error_y=dict(type="data", symmetric=False, array=(shown["ci_high"] - shown["mean_score"]).to_list(),
                      arrayminus=(shown["mean_score"] - shown["ci_low"]).to_list()),
         customdata=shown["n"], hovertemplate="%{x}: %{y:.2f} (n = %{customdata})<extra></extra>",
     ))
-    hidden = rows.filter(pl.col("suppressed"))["tukimuoto"].to_list()
+    hidden = [plotly_text(code) for code in rows.filter(pl.col("suppressed"))["tukimuoto"]]
     note = f"; piilotettu (alle {MIN_CELL_RESPONSES}): {', '.join(hidden)}" if hidden else ""
     fig.update_yaxes(range=[1, 5])
     return _layout(fig, f"Asiakastyytyväisyys tukimuodoittain {year}, 95 %:n luottamusväli{note}", "keskiarvo (1–5)")
@@ -189,7 +196,7 @@ def backlog_by_age(con: duckdb.DuckDBPyConnection) -> go.Figure:
     bands = rows.select("band_order", "age_band").unique().sort("band_order")["age_band"].to_list()
     for instrument in rows["tukimuoto"].unique().sort().to_list():
         part = rows.filter(pl.col("tukimuoto") == instrument)
-        fig.add_trace(go.Bar(x=part["age_band"], y=part["n"], name=instrument))
+        fig.add_trace(go.Bar(x=part["age_band"], y=part["n"], name=plotly_text(instrument)))
     fig.update_layout(barmode="stack", xaxis=dict(categoryorder="array", categoryarray=bands))
     return _layout(fig, f"Vireillä olevat hakemukset iän mukaan {fi.date(as_of)}", "hakemuksia")
 
@@ -205,7 +212,7 @@ def backlog_indicators(con: duckdb.DuckDBPyConnection) -> go.Figure:
 
 def rejections_by_rule(con: duckdb.DuckDBPyConnection) -> go.Figure:
     rows = con.sql("SELECT rule, count(DISTINCT (file_id, line)) AS n FROM quality.quarantine GROUP BY 1 ORDER BY n").pl()
-    labels = [fi.RULES_FI.get(rule, rule) for rule in rows["rule"]]
+    labels = [plotly_text(fi.RULES_FI.get(rule, rule)) for rule in rows["rule"]]
     fig = go.Figure(go.Bar(x=rows["n"], y=labels, orientation="h", marker_color=ORANGE, name="Hylättyjä rivejä"))
     fig.update_xaxes(tickformat="d")
     return _layout(fig, "Hylätyt rivit säännöittäin", "", height=max(300, 60 + 35 * rows.height))
@@ -213,7 +220,7 @@ def rejections_by_rule(con: duckdb.DuckDBPyConnection) -> go.Figure:
 
 def rows_by_file(con: duckdb.DuckDBPyConnection) -> go.Figure:
     rows = con.sql("SELECT file_name, status, rows_valid, rows_rejected FROM quality.ingest_log ORDER BY file_name").pl()
-    labels = [f"{name} ({fi.STATUS_FI.get(status, status)})" for name, status in zip(rows["file_name"], rows["status"])]
+    labels = [plotly_text(f"{name} ({fi.STATUS_FI.get(status, status)})") for name, status in zip(rows["file_name"], rows["status"])]
     fig = go.Figure()
     fig.add_trace(go.Bar(y=labels, x=rows["rows_valid"], orientation="h", name="Hyväksytty", marker_color=BLUE))
     fig.add_trace(go.Bar(y=labels, x=rows["rows_rejected"], orientation="h", name="Hylätty", marker_color=ORANGE))

@@ -1,23 +1,27 @@
 """The dashboard pages: which figures each shows, and writing them as offline HTML.
 
 plotly.js is written once beside the pages (plotly.min.js); pages load it by relative
-path, so the folder works from disk with no network.
+path, so the folder works from disk with no network. Pages come from the autoescaping
+template keha_maksatus/templates/dashboard.html; the figures' div fragments are plotly's
+own output (their data JSON-escaped by plotly), inserted as trusted HTML.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import duckdb
 import plotly.graph_objects as go
+from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from dashboards import figures
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.disclosure import open_for_people
 from keha_maksatus.publish import new_build_directory, replace_directory
+from keha_maksatus.rendering import render_template
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -58,40 +62,23 @@ PAGES = (
     )),
 )
 
-STYLE = """
-body { font-family: "Segoe UI", Arial, sans-serif; margin: 0; color: #1a1a1a; }
-nav { background: #003580; padding: .6rem 1rem; } nav a { color: #fff; margin-right: 1.2rem; text-decoration: none; }
-nav a.current { font-weight: bold; text-decoration: underline; }
-main { max-width: 72rem; margin: 1rem auto; padding: 0 1rem; } h1 { color: #003580; } .figure { margin-bottom: 1.5rem; }
-"""
-
 
 def render_page(page: Page, con: duckdb.DuckDBPyConnection) -> str:
-    current = ' class="current"'
-    nav = "".join(f'<a href="{p.file_name}"{current if p is page else ""}>{html.escape(p.title)}</a>' for p in PAGES)
-    parts = []
-    for index, make in enumerate(page.figures):
-        figure = make(con)
-        parts.append(
-            '<div class="figure">'
-            + figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{index}", config={"displaylogo": False})
-            + "</div>"
-        )
-    return (
-        '<!DOCTYPE html>\n<html lang="fi">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(page.title)} – maksatuksen mittarit</title>\n"
-        f'<script src="{PLOTLY_JS}"></script>\n<style>{STYLE}</style>\n</head>\n<body>\n'
-        f"<nav>{nav}</nav>\n<main>\n<h1>{html.escape(page.title)}</h1>\n<p>{html.escape(page.intro)}</p>\n"
-        + "\n".join(parts)
-        + "\n</main>\n</body>\n</html>\n"
-    )
+    """One page from a connection to what people may see (disclosure.open_for_people)."""
+    divs = [
+        Markup(make(con).to_html(
+            full_html=False, include_plotlyjs=False, div_id=f"figure-{index}", config={"displaylogo": False}
+        ))
+        for index, make in enumerate(page.figures)
+    ]
+    return render_template("dashboard.html", pages=PAGES, page=page, figures=divs, plotly_js=PLOTLY_JS)
 
 
 def build_dashboards(published_path: Path, out_dir: Path) -> list[Path]:
     """Write every page and plotly.js into out_dir (replaced as a whole)."""
     out_dir = Path(out_dir)
     build = new_build_directory(out_dir)
-    con = duckdb.connect(str(published_path), read_only=True)
+    con = open_for_people(published_path)
     try:
         for page in PAGES:
             (build / page.file_name).write_text(render_page(page, con), encoding="utf-8")

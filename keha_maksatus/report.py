@@ -1,21 +1,24 @@
 """The quality-section report for the ministry, in Finnish, as Markdown and standalone HTML.
 
-Both renderings come from one list of blocks (headings, paragraphs, tables) built from
-the published warehouse, so they always say the same thing.
+Both renderings come from one list of blocks (headings, paragraphs, tables) of plain
+text, built from what people may see of the published warehouse (disclosure), so they
+always say the same thing. Each rendering escapes every text for its format: nothing
+from the input (file names, codes, rules, column names) becomes markup.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 
 from keha_maksatus import finnish as fi
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
-from keha_maksatus.kpi import MIN_CELL_RESPONSES
+from keha_maksatus.disclosure import SUPPRESSED_FI, open_for_people
 from keha_maksatus.publish import new_build_directory, replace_directory
+from keha_maksatus.rendering import markdown_text, render_template
 
 TREND_MONTHS = 12
 REPORT_NAME = "laatuosio"
@@ -23,17 +26,20 @@ REPORT_NAME = "laatuosio"
 
 @dataclass
 class Heading:
+    kind: ClassVar[str] = "heading"  # for the templates
     level: int
     text: str
 
 
 @dataclass
 class Paragraph:
+    kind: ClassVar[str] = "paragraph"
     text: str
 
 
 @dataclass
 class Table:
+    kind: ClassVar[str] = "table"
     headers: list[str]
     rows: list[list[str]]
     numeric: set[int] = field(default_factory=set)  # right-aligned columns
@@ -43,7 +49,8 @@ Block = Heading | Paragraph | Table
 
 
 def build_report(con: duckdb.DuckDBPyConnection) -> list[Block]:
-    """The report's content from a published warehouse connection."""
+    """The report's content from a connection to what people may see
+    (disclosure.open_for_people)."""
     publication = con.sql("SELECT published_at, as_of FROM meta.publication").pl().row(0, named=True)
     as_of = publication["as_of"]
     blocks: list[Block] = [
@@ -79,12 +86,13 @@ def build_report(con: duckdb.DuckDBPyConnection) -> list[Block]:
                 if cell is None:
                     values.append(fi.DASH)
                     continue
-                text = f"{fi.number(cell['value'], fi.DECIMALS[indicator])} (n = {fi.number(cell['n'])})"
+                figure = SUPPRESSED_FI if cell["suppressed"] else fi.number(cell["value"], fi.DECIMALS[indicator])
+                text = f"{figure} (n = {fi.number(cell['n'])})"
                 if not cell["complete"]:
                     text += " kesken*"
                     incomplete_seen = True
                 values.append(text)
-            met = [fi.DASH if c is None else (fi.yes_no(c["met"]) + ("*" if not c["complete"] and c["met"] is not None else "")) for c in cells]
+            met = [_met(c) for c in cells]
             main.rows.append([INDICATORS[indicator], fi.target(first["target_op"], first["target"], indicator), *values, *met])
         blocks.append(main)
 
@@ -93,23 +101,45 @@ def build_report(con: duckdb.DuckDBPyConnection) -> list[Block]:
         pt = [details.get((PROCESSING_TIME, p)) for p in periods]
         extra.rows.append(
             ["Asiakastyytyväisyyden 95 %:n luottamusväli"]
-            + [fi.DASH if d is None or d["ci_low"] is None else f"{fi.number(d['ci_low'], 2)}–{fi.number(d['ci_high'], 2)}" for d in sat]
+            + [_confidence_interval(d) for d in sat]
         )
-        extra.rows.append(
-            ["Kampanjakyselyt (eivät ole virallisessa luvussa)"]
-            + [fi.DASH if d is None or not d["campaign_n"] else f"{fi.number(d['campaign_value'], 2)} (n = {fi.number(d['campaign_n'])})" for d in sat]
-        )
+        extra.rows.append(["Kampanjakyselyt (eivät ole virallisessa luvussa)"] + [_campaign(d) for d in sat])
         extra.rows.append(
             ["Nettokäsittelyaika ilman täydennysaikaa (pv)"]
             + [fi.DASH if d is None else fi.number(d["net_value"], 1) for d in pt]
         )
         blocks.append(extra)
     if incomplete_seen:
-        blocks.append(Paragraph(f"\\* Kesken: jakso ei ole päättynyt aineistossa (uusin poiminta {fi.date(as_of)}); luku voi vielä muuttua."))
+        blocks.append(Paragraph(f"* Kesken: jakso ei ole päättynyt aineistossa (uusin poiminta {fi.date(as_of)}); luku voi vielä muuttua."))
 
     blocks += _trend_blocks(con)
     blocks += _data_quality_blocks(con)
     return blocks
+
+
+def _met(cell: dict | None) -> str:
+    if cell is None:
+        return fi.DASH
+    if cell["suppressed"]:
+        return SUPPRESSED_FI
+    return fi.yes_no(cell["met"]) + ("*" if not cell["complete"] and cell["met"] is not None else "")
+
+
+def _confidence_interval(details: dict | None) -> str:
+    if details is None:
+        return fi.DASH
+    if details["suppressed"]:
+        return SUPPRESSED_FI
+    if details["ci_low"] is None:
+        return fi.DASH
+    return f"{fi.number(details['ci_low'], 2)}–{fi.number(details['ci_high'], 2)}"
+
+
+def _campaign(details: dict | None) -> str:
+    if details is None or not details["campaign_n"]:
+        return fi.DASH
+    figure = SUPPRESSED_FI if details["campaign_suppressed"] else fi.number(details["campaign_value"], 2)
+    return f"{figure} (n = {fi.number(details['campaign_n'])})"
 
 
 def _trend_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
@@ -127,7 +157,7 @@ def _trend_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
     ).pl()
     table = Table(["Kuukausi", "Käsittelyaika ka. (pv)", "Päätöksiä", "Asiakastyytyväisyys", "Vastauksia"], [], numeric={1, 2, 3, 4})
     for row in trend.iter_rows(named=True):
-        satisfaction = f"{fi.DASH} (alle {MIN_CELL_RESPONSES})" if row["suppressed"] else fi.number(row["satisfaction"], 2)
+        satisfaction = SUPPRESSED_FI if row["suppressed"] else fi.number(row["satisfaction"], 2)
         table.rows.append(
             [fi.month(row["month"]), fi.number(row["processing_time"], 1), fi.number(row["decisions"]),
              satisfaction, fi.number(row["responses"])]
@@ -141,7 +171,7 @@ def _trend_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
 
 def _data_quality_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
     files = con.sql(
-        "SELECT file_name, status, rows_read, rows_valid, rows_rejected, reason FROM quality.ingest_log ORDER BY file_name, file_id"
+        "SELECT file_name, status, rows_read, rows_valid, rows_rejected FROM quality.ingest_log ORDER BY file_name, file_id"
     ).pl()
     rules = con.sql(
         "SELECT rule, column_name, count(*) AS n FROM quality.quarantine GROUP BY ALL ORDER BY n DESC, rule, column_name"
@@ -169,60 +199,30 @@ def _data_quality_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
 
 
 def render_markdown(blocks: list[Block]) -> str:
+    """GitHub-flavoured Markdown; every text escaped (markdown_text)."""
     out = []
     for block in blocks:
         if isinstance(block, Heading):
-            out.append(f"{'#' * block.level} {block.text}")
+            out.append(f"{'#' * block.level} {markdown_text(block.text)}")
         elif isinstance(block, Paragraph):
-            out.append(block.text)
+            out.append(markdown_text(block.text))
         else:
-            out.append("| " + " | ".join(block.headers) + " |")
+            out.append("| " + " | ".join(markdown_text(h) for h in block.headers) + " |")
             out.append("|" + "|".join("---:" if i in block.numeric else "---" for i in range(len(block.headers))) + "|")
-            out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in block.rows]
+            out += ["| " + " | ".join(markdown_text(cell) for cell in row) + " |" for row in block.rows]
         out.append("")
     return "\n".join(out)
 
 
-HTML_STYLE = """
-body { font-family: "Segoe UI", Arial, sans-serif; max-width: 68rem; margin: 2rem auto; padding: 0 1rem; color: #1a1a1a; }
-h1 { color: #003580; } h2 { color: #003580; border-bottom: 2px solid #003580; padding-bottom: .2rem; margin-top: 2rem; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: .95rem; }
-th, td { border: 1px solid #c8c8c8; padding: .35rem .6rem; vertical-align: top; }
-th { background: #e8eef7; text-align: left; } td.num, th.num { text-align: right; white-space: nowrap; }
-p { line-height: 1.45; }
-"""
-
-
 def render_html(blocks: list[Block]) -> str:
+    """A standalone HTML page (templates/report.html, autoescaped)."""
     title = next((b.text for b in blocks if isinstance(b, Heading)), "Raportti")
-    body = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            body.append(f"<p>{html.escape(block.text.replace(chr(92), ''))}</p>")
-        else:
-            head = "".join(f'<th{_num(i, block)}>{html.escape(h)}</th>' for i, h in enumerate(block.headers))
-            rows = "".join(
-                "<tr>" + "".join(f"<td{_num(i, block)}>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-                for row in block.rows
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    return (
-        '<!DOCTYPE html>\n<html lang="fi">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )
-
-
-def _num(index: int, table: Table) -> str:
-    return ' class="num"' if index in table.numeric else ""
+    return render_template("report.html", title=title, blocks=blocks)
 
 
 def write_report(published_path: Path, out_dir: Path) -> list[Path]:
     """Write laatuosio.md and laatuosio.html from the published warehouse."""
-    con = duckdb.connect(str(published_path), read_only=True)
+    con = open_for_people(published_path)
     try:
         blocks = build_report(con)
     finally:

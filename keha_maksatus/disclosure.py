@@ -1,0 +1,123 @@
+"""What people may see: the one home of the under-5 rule for everything people read.
+
+The published warehouse keeps exact figures for analysts. The report, the dashboards and
+the exports read the published file only through `open_for_people`, which holds the KPI
+tables in their people-facing form (`for_people`): every satisfaction figure resting on
+fewer than MIN_CELL_RESPONSES scored responses is withheld (null) and flagged, and of
+the quality tables only the columns people are shown (no raw values, no reasons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from keha_maksatus.config import SATISFACTION
+from keha_maksatus.kpi import MIN_CELL_RESPONSES, TABLE_COMMENTS
+
+SUPPRESSED_FI = f"alle {MIN_CELL_RESPONSES} vastausta"
+
+
+@dataclass(frozen=True)
+class Withhold:
+    """Figures of a row withheld when the count in `n` is under MIN_CELL_RESPONSES;
+    `flag` is set true on such rows. With `satisfaction_only`, only the rows of the
+    satisfaction indicator (tables holding both indicators)."""
+
+    n: str
+    figures: tuple[str, ...]
+    flag: str
+    satisfaction_only: bool = False
+
+
+# Every KPI table people may see, with what must be withheld in it. A KPI table missing
+# here is not shown at all, so a new table cannot slip out unsuppressed.
+PEOPLE_TABLES: dict[str, tuple[Withhold, ...]] = {
+    "kpi.quality_section": (
+        # met too: it tells on which side of the target the withheld value lies.
+        Withhold("n", ("value", "met"), "suppressed", satisfaction_only=True),
+    ),
+    "kpi.quality_section_details": (
+        Withhold("n", ("ci_low", "ci_high"), "suppressed", satisfaction_only=True),
+        Withhold("campaign_n", ("campaign_value",), "campaign_suppressed", satisfaction_only=True),
+    ),
+    "kpi.satisfaction_monthly": (Withhold("n", ("mean_score", "ci_low", "ci_high", "share_4_5"), "suppressed"),),
+    "kpi.satisfaction_by_instrument": (Withhold("n", ("mean_score", "ci_low", "ci_high", "share_4_5"), "suppressed"),),
+    "kpi.monthly_trend": (Withhold("n", ("value", "ci_low", "ci_high"), "suppressed", satisfaction_only=True),),
+    "kpi.processing_time_monthly": (),
+    "kpi.processing_time_distribution": (),
+    "kpi.backlog": (),
+}
+# Quality tables as people see them: which files were read and which rules rejected rows.
+QUALITY_VIEWS = {
+    "quality.ingest_log": "file_id, file_name, kind, extract_date, status, rows_read, rows_valid, rows_rejected",
+    "quality.quarantine": "file_id, file_name, line, column_name, rule",
+    "meta.publication": "published_at, as_of, decisions, responses",
+}
+
+
+def withhold(frame: pl.DataFrame, rule: Withhold) -> pl.DataFrame:
+    """The frame with rule.figures null and rule.flag true where rule.n < MIN_CELL_RESPONSES
+    (a null count is treated as none)."""
+    hidden = pl.col(rule.n).fill_null(0) < MIN_CELL_RESPONSES
+    if rule.satisfaction_only:
+        hidden = hidden & (pl.col("indicator") == SATISFACTION)
+    return frame.with_columns(
+        *[pl.when(hidden).then(None).otherwise(pl.col(c)).alias(c) for c in rule.figures],
+        hidden.alias(rule.flag),
+    )
+
+
+def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The people-facing form of published KPI frames (table name -> frame): tables not
+    in PEOPLE_TABLES dropped, satisfaction figures under MIN_CELL_RESPONSES withheld."""
+    unknown = set(frames) - set(PEOPLE_TABLES)
+    if unknown - set(TABLE_COMMENTS):
+        raise ValueError(f"not KPI tables: {sorted(unknown - set(TABLE_COMMENTS))}")
+    frames = dict(frames)
+    details = frames.get("kpi.quality_section_details")
+    if details is not None and "n" not in details.columns:
+        # The details carry no count of their own: the period's n is in the quality section.
+        counts = frames["kpi.quality_section"].select("indicator", "period_label", "n")
+        frames["kpi.quality_section_details"] = details.join(counts, on=["indicator", "period_label"], how="left")
+    people = {}
+    for table, frame in frames.items():
+        if table not in PEOPLE_TABLES:
+            continue
+        for rule in PEOPLE_TABLES[table]:
+            frame = withhold(frame, rule)
+        people[table] = frame
+    return people
+
+
+def read_for_people(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> dict[str, pl.DataFrame]:
+    """Every people-facing KPI table from a connection to the published warehouse (or
+    to one that holds it attached as `catalog`)."""
+    prefix = f"{catalog}." if catalog else ""
+    return for_people({table: con.sql(f"SELECT * FROM {prefix}{table}").pl() for table in PEOPLE_TABLES})
+
+
+def open_for_people(published_path: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection holding what people may see of the published
+    file, under the published names (kpi.*, quality.*, meta.publication): the KPI tables
+    in their people-facing form, and views of the quality tables' shown columns. The
+    file is attached once, so everything comes from one snapshot of it."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("ATTACH ? AS published_file (READ_ONLY)", [str(published_path)])
+        frames = read_for_people(con, "published_file")
+        for schema in ("kpi", "quality", "meta"):
+            con.execute(f"CREATE SCHEMA {schema}")
+        for table, frame in frames.items():
+            con.register("people_frame", frame)
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM people_frame")
+            con.unregister("people_frame")
+        for table, columns in QUALITY_VIEWS.items():
+            con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM published_file.{table}")
+    except BaseException:
+        con.close()
+        raise
+    return con
