@@ -30,7 +30,7 @@ STAGES = {
     "dashboard_pages": "dashboards (plotly)",
     "kpi_exports": "exports (xlsx, csv, parquet)",
     "quality_report": "quality report",
-    "ephemeral": "Dagster instance (in memory)",
+    "open_instance": "Dagster instance (run history in SQLite)",
     "_find_and_load": "imports",
 }
 
@@ -40,9 +40,10 @@ def main() -> int:
     if not landing.is_dir():
         raise SystemExit(f"{landing} does not exist: run make bench first (it writes the benchmark data)")
     os.environ.setdefault("KEHA_PSEUDONYM_KEY", "benchmark-key")
-    os.environ.pop("DAGSTER_HOME", None)
     out = REPO / "build" / "bench" / "profile.html"
     work = Path(tempfile.mkdtemp(prefix="keha-profile-"))
+    os.environ["DAGSTER_HOME"] = str(work)  # a throwaway instance, not the repo's run history
+    shutil.copy(REPO / "dagster.yaml", work)
     profiler = Profiler(interval=0.005)
     profiler.start()
     try:

@@ -13,6 +13,7 @@ from keha_maksatus.sample import write_sample
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keha-maksatus", description="KEHA-keskus payment-service KPI pipeline.")
+    parser.add_argument("--debug", action="store_true", help="on failure, print the full trace before the one-line error")
     commands = parser.add_subparsers(dest="command", required=True)
     sample = commands.add_parser("sample", help="write a deterministic sample landing folder")
     sample.add_argument("--out", type=Path, required=True, help="folder to write the export files into")
@@ -23,8 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--last-year", type=int, default=2022)
     sample.add_argument("--csv-only", action="store_true", help="only Finnish CSV extracts (for scale data)")
     sample.add_argument("--no-bad-rows", action="store_true", help="leave out the deliberately bad rows")
+    add_debug_flag(sample)
     sample.set_defaults(handler=run_sample)
     return parser
+
+
+def add_debug_flag(command: argparse.ArgumentParser) -> None:
+    """`--debug` also after the command name (`keha-maksatus run --debug`)."""
+    command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="on failure, print the full trace")
 
 
 def run_sample(args: argparse.Namespace) -> int:

@@ -2,20 +2,25 @@
 
 The new file is built beside the published one and moved onto it with os.replace:
 an analyst's open read-only connection keeps its snapshot, a new connection sees the
-new data, and a crash mid-way leaves the previous file untouched.
+new data, and a crash mid-way leaves the previous file untouched. A writing connection
+on the published file (DuckDB's file lock) is waited for, up to a limit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from keha_maksatus import failpoints, kpi, warehouse
+from keha_maksatus.errors import PublishedFileLockedError
+from keha_maksatus.state import OutputFolders, warehouse_files
 
 PUBLISHED_TABLES = (
     *kpi.TABLE_COMMENTS,
@@ -26,6 +31,9 @@ PUBLISHED_TABLES = (
     "quality.ingest_log",
 )
 VOLUME_TABLES = {"decisions": "core.decisions", "feedback": "core.feedback"}
+# DuckDB's refusal when another process holds a writing connection on the file.
+_CONFLICTING_LOCK = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>[0-9]+)\)")
+_LOCK_RETRY_SECONDS = 0.25
 
 
 @dataclass
@@ -36,39 +44,61 @@ class VolumeCheck:
     message: str
 
 
-@dataclass(frozen=True)
-class OutputFolders:
-    """Where the people-facing outputs go, beside the published warehouse."""
-
-    report: Path
-    dashboards: Path
-    exports: Path
-
-
 def output_folders(published_path: Path) -> OutputFolders:
-    base = Path(published_path).parent
-    return OutputFolders(base / "raportti", base / "dashboards", base / "exports")
+    """The report, dashboard and export folders of this warehouse (see state.py)."""
+    return warehouse_files(published_path).outputs
+
+
+def open_published(published_path: Path, lock_wait_seconds: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the published file. While another process holds a
+    writing connection on it, retry for up to `lock_wait_seconds`, then raise
+    PublishedFileLockedError naming that process."""
+    deadline = time.monotonic() + lock_wait_seconds
+    while True:
+        try:
+            return duckdb.connect(str(published_path), read_only=True)
+        except duckdb.IOException as error:
+            holder = _CONFLICTING_LOCK.search(str(error))
+            if not holder:
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishedFileLockedError(
+                    f"cannot publish {published_path}: another program holds a writing connection on it "
+                    f"(PID {holder['pid']}, {holder['program']}); waited {lock_wait_seconds:g} s "
+                    f"(publish_lock_wait_seconds). Close that connection and run again; the previously published "
+                    f"file is unchanged. Open the warehouse read-only (read_only=True, duckdb -readonly)"
+                ) from None
+            time.sleep(min(_LOCK_RETRY_SECONDS, remaining))
+
+
+def check_published_free(published_path: Path, lock_wait_seconds: float = 0.0) -> None:
+    """Wait (bounded) until no other process holds a writing connection on the published file."""
+    if Path(published_path).exists():
+        open_published(published_path, lock_wait_seconds).close()
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {kind: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for kind, table in VOLUME_TABLES.items()}
 
 
-def published_counts(published_path: Path) -> dict[str, int] | None:
+def published_counts(published_path: Path, lock_wait_seconds: float = 0.0) -> dict[str, int] | None:
     """Row counts of the currently published file, or None when nothing is published."""
     if not Path(published_path).exists():
         return None
-    con = duckdb.connect(str(published_path), read_only=True)
+    con = open_published(published_path, lock_wait_seconds)
     try:
         return table_counts(con)
     finally:
         con.close()
 
 
-def check_data_volume(con: duckdb.DuckDBPyConnection, published_path: Path, min_share: float) -> VolumeCheck:
+def check_data_volume(
+    con: duckdb.DuckDBPyConnection, published_path: Path, min_share: float, lock_wait_seconds: float = 0.0
+) -> VolumeCheck:
     """Does the new build rest on at least `min_share` of the published decisions and responses?"""
     new = table_counts(con)
-    old = published_counts(published_path)
+    old = published_counts(published_path, lock_wait_seconds)
     if old is None:
         return VolumeCheck(True, new, None, "nothing published yet")
     short = [
@@ -101,11 +131,20 @@ def remove_stale_builds(target: Path) -> list[Path]:
     return stale
 
 
-def publish(con: duckdb.DuckDBPyConnection, working_file: Path, published_path: Path, run_id: str | None = None) -> Path:
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    working_file: Path,
+    published_path: Path,
+    run_id: str | None = None,
+    lock_wait_seconds: float = 0.0,
+) -> Path:
     """Publish the working file: stamp and describe it, checkpoint it, copy it beside the
-    published file, check the copy opens, and move it onto `published_path`."""
+    published file, check the copy opens, and move it onto `published_path`. A writing
+    connection on the published file is waited for (up to `lock_wait_seconds`): replacing
+    the file under it would lose that connection's writes."""
     published_path = Path(published_path)
     published_path.parent.mkdir(parents=True, exist_ok=True)
+    check_published_free(published_path, lock_wait_seconds)
     remove_stale_builds(published_path)
     con.execute(
         """
@@ -123,6 +162,7 @@ def publish(con: duckdb.DuckDBPyConnection, working_file: Path, published_path: 
     build = staging_path(published_path)
     shutil.copyfile(working_file, build)
     _check_opens(build)
+    check_published_free(published_path, lock_wait_seconds)
     failpoints.reach("publish")  # the new file is written but not yet in place
     with build.open("rb") as handle:
         os.fsync(handle.fileno())

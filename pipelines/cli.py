@@ -1,20 +1,42 @@
-"""`keha-maksatus run`: the whole pipeline in-process through the same Definitions."""
+"""`keha-maksatus run`: the whole pipeline in-process through the same Definitions.
+
+Every failure ends in one line on stderr, `error: <what failed, why, what to do>`, and
+exit code 1 (the run failed) or 2 (usage or configuration); `--debug` adds the trace.
+The run is recorded in the Dagster instance of DAGSTER_HOME, by default this repo's own
+(the one `make dev` shows).
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
+import logging
 import os
+import re
 import sys
+import traceback
+import uuid
+import warnings
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import yaml
+from dagster._core.instance.ref import InstanceRef
 
 from keha_maksatus import cli as library_cli
-from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE
-from keha_maksatus.privacy import MissingKeyError, resolve_key
-from keha_maksatus.publish import output_folders
+from keha_maksatus import landing as landing_folder
+from keha_maksatus import state
+from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE, REPO_ROOT, load_settings
+from keha_maksatus.errors import ConfigurationError, NothingToIngestError, OperatorError, exit_codes, one_line
+from keha_maksatus.privacy import MissingKeyError, mask_string, resolve_key
+from keha_maksatus.publish import open_published, output_folders
 from keha_maksatus.report import REPORT_NAME
+
+INSTANCE_FILE = "dagster.yaml"
+# Errors that reach the command from inside a Dagster step arrive as a class name.
+EXIT_CODES = {**exit_codes(), MissingKeyError.__name__: 2}
+MAX_MESSAGE = 400
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,66 +45,241 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="ingest, validate, compute the KPIs and publish")
     run.add_argument("--landing", type=Path, default=DEFAULT_LANDING, help=f"landing folder (default {DEFAULT_LANDING})")
     run.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help=f"published DuckDB file (default {DEFAULT_WAREHOUSE})")
+    library_cli.add_debug_flag(run)
     run.set_defaults(handler=run_pipeline)
     return parser
 
 
-def run_pipeline(args: argparse.Namespace) -> int:
-    landing, published = args.landing.resolve(), args.warehouse.resolve()
-    if not landing.is_dir():
-        print(f"error: landing folder {landing} does not exist", file=sys.stderr)
-        return 2
+# --- checks before anything is written ------------------------------------------------
+
+
+def checked_landing(path: Path) -> Path:
+    landing = Path(os.path.abspath(path.expanduser()))
     try:
-        _, is_demo = resolve_key(landing)
-    except MissingKeyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        exists, is_dir = landing.exists(), landing.is_dir()
+    except OSError as error:
+        raise ConfigurationError(f"cannot reach the landing folder {landing}: {error.strerror}; check the path and its permissions") from error
+    if not exists:
+        raise ConfigurationError(f"the landing folder {landing} does not exist; give --landing the folder the exports are dropped into")
+    if not is_dir:
+        raise ConfigurationError(f"--landing {landing} is a file, not a folder; give --landing the folder the exports are dropped into")
+    if not os.access(landing, os.R_OK | os.X_OK):
+        raise ConfigurationError(f"the landing folder {landing} cannot be read (permission denied); give this user read access to it")
+    return landing
+
+
+def checked_warehouse(path: Path, landing: Path) -> Path:
+    published = Path(os.path.abspath(path.expanduser()))
+    if published.is_dir():
+        raise ConfigurationError(
+            f"--warehouse {published} is a folder; give the path of the DuckDB file to publish, e.g. {published / 'maksatus.duckdb'}"
+        )
+    if published.is_relative_to(landing):
+        raise ConfigurationError(
+            f"--warehouse {published} is inside the landing folder {landing}; publish outside it, so that the warehouse "
+            f"is never read as an export"
+        )
+    existing = published.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigurationError(
+            f"cannot create the warehouse folder {published.parent}: {existing} is a file; give --warehouse a path in a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the warehouse folder" if existing == published.parent else f"the warehouse folder {published.parent} cannot be created:"
+        raise ConfigurationError(
+            f"{what} {existing} is read-only for this user; give --warehouse a path in a writable folder, or grant write access"
+        )
+    return published
+
+
+# --- the Dagster instance ---------------------------------------------------------------
+
+
+def instance_home() -> Path:
+    """DAGSTER_HOME, or when unset the repo root: the instance `make dev` shows."""
+    configured = os.environ.get("DAGSTER_HOME")
+    home = Path(configured).expanduser() if configured else REPO_ROOT
+    if not home.is_dir():
+        raise ConfigurationError(
+            f"DAGSTER_HOME={configured} is not a folder; point it at the folder holding {INSTANCE_FILE} "
+            f"(the repo root, as make dev does) or unset it"
+        )
+    return Path(os.path.abspath(home))
+
+
+def instance_overrides(home: Path) -> dict:
+    """The sections of home's dagster.yaml with a relative `base_dir`, made absolute under
+    home. (Dagster itself takes a relative base_dir from the working directory, which
+    would scatter run history wherever the command is started.)"""
+    path = home / INSTANCE_FILE
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigurationError(f"cannot read the Dagster instance file {path}: {one_line(error)}; correct or remove it") from error
+    if not isinstance(config, dict):
+        raise ConfigurationError(f"the Dagster instance file {path} is not a mapping; correct or remove it")
+
+    def anchored(value):
+        if isinstance(value, dict):
+            return {
+                key: str(home / item) if key == "base_dir" and isinstance(item, str) and not os.path.isabs(item) else anchored(item)
+                for key, item in value.items()
+            }
+        return value
+
+    return {section: anchored(value) for section, value in config.items() if anchored(value) != value}
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=instance_overrides(home)))
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    landing = checked_landing(args.landing)
+    published = checked_warehouse(args.warehouse, landing)
+    settings = load_settings()
+    key, is_demo = resolve_key(landing)
+    files = state.warehouse_files(published)
+    state.verify_key(files, key)  # reads only the key check: nothing written yet
+    home = instance_home()
+    instance_overrides(home)  # a broken dagster.yaml stops the run here, before anything is written
     if is_demo:
         print("warning: KEHA_PSEUDONYM_KEY is not set; using the demo key, valid only for the bundled sample data.", file=sys.stderr)
 
     from pipelines.definitions import build_definitions
 
-    defs = build_definitions(str(landing), str(published))
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    with instance:
-        result = defs.resolve_job_def("nightly").execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-        )
-        failures = _failures(result)
-    if not result.success or failures["blocking"]:
-        print("\nThe run did not publish; the previously published warehouse is unchanged.", file=sys.stderr)
-        for line in failures["blocking"] + failures["steps"]:
-            print(f"  - {line}", file=sys.stderr)
-        print(f"Dagster run: {result.run_id} (the Dagster UI shows its steps and checks: make dev)", file=sys.stderr)
-        return 1
-    for line in failures["errors"]:
+    if not files.working_file.exists():
+        _check_something_to_ingest(files, landing)  # before the state folder is made
+    run_id = str(uuid.uuid4())  # known before the run starts, so that a waiting run can name it
+    lock = state.RunLock(files)
+    lock.acquire(settings.run_lock_wait_seconds, run_id=run_id, on_wait=lambda holder: print(
+        f"waiting for the run holding {published} ({holder}) to finish, up to {settings.run_lock_wait_seconds:g} s ...", flush=True
+    ))
+    with lock:
+        _check_something_to_ingest(files, landing)
+        state.claim_key(files, key)
+        defs = build_definitions(str(landing), str(published))
+        with open_instance(home) as instance:
+            result = defs.resolve_job_def("nightly").execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if args.debug else "CRITICAL"}}}},
+            )
+            failure = run_failure(result, published, debug=args.debug)
+    if failure:
+        raise failure
+    for line in _error_checks(result):
         print(f"ERROR check: {line}", file=sys.stderr)
-    _print_results(published, landing, result.run_id)
+    _print_results(published, landing, result.run_id, home)
     return 0
 
 
-def _failures(result) -> dict[str, list[str]]:
-    found = {"blocking": [], "errors": [], "steps": []}
-    for evaluation in result.get_asset_check_evaluations():
-        if evaluation.passed:
-            continue
-        details = {k: v.value for k, v in evaluation.metadata.items() if k in ("message", "details", "files_held_back")}
-        text = f"{evaluation.asset_key.to_user_string()} / {evaluation.check_name}: {details}"
-        if evaluation.blocking:
-            found["blocking"].append(text)
-        elif evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            found["errors"].append(text)
+def _check_something_to_ingest(files: state.WarehouseFiles, landing: Path) -> None:
+    """An empty landing folder on a new state stops the run (nothing to publish); on a
+    state with data the run goes on and republishes what was ingested before."""
+    if landing_folder.list_landing_files(landing):
+        return
+    ingested = state.ingested_file_count(files)
+    if not ingested:
+        raise NothingToIngestError(
+            f"nothing to ingest: the landing folder {landing} holds no export files and nothing was ingested into "
+            f"{files.published} before; put the maksatuspaatokset_* and asiakaspalaute_* exports there and run again"
+        )
+    print(f"note: the landing folder {landing} holds no export files: nothing new to ingest; the figures are "
+          f"rebuilt from the {ingested} files ingested before.", flush=True)
+
+
+def run_failure(result, published: Path, debug: bool = False) -> OperatorError | None:
+    """The run's first failure as one operator error (None when the run published)."""
+    published_now = any(
+        event.event_type_value == "ASSET_MATERIALIZATION" and event.asset_key and event.asset_key.to_user_string() == "published_warehouse"
+        for event in result.all_events
+    )
+    outcome = (
+        f"the warehouse {published} was published, but not all of the report, dashboards and exports"
+        if published_now else f"nothing was published; the previous warehouse {published} is unchanged"
+    )
     for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            found["steps"].append(f"step {event.step_key} failed: {error.message.strip() if error else ''}")
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.event_specific_data.error
+        if _innermost(error).cls_name == "DagsterAssetCheckFailedError":
+            continue  # a blocking check failed: told below, with the check's own message
+        if debug and error:
+            print(error.to_string(), file=sys.stderr)
+        cause = _operator_cause(error)
+        if cause:
+            failure = _error_of_class(cause.cls_name, _message(cause))
+            failure.args = (f"{failure.args[0]} (Dagster run {result.run_id})",)
+            return failure
+        innermost = _innermost(error)
+        return OperatorError(
+            f"step {event.step_key} failed: {innermost.cls_name}: {_message(innermost)}; {outcome}. "
+            f"Run again with --debug for the full trace (Dagster run {result.run_id})"
+        )
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.blocking and not evaluation.passed:
+            message = evaluation.metadata.get("message")
+            detail = one_line(message.value if message else "")
+            hint = " If the drop in data is expected, run once with KEHA_MIN_DATA_SHARE lowered." if evaluation.check_name == "enough_data_to_publish" else ""
+            return OperatorError(
+                f"the blocking check {evaluation.check_name} failed: {detail}; {outcome}.{hint} (Dagster run {result.run_id})"
+            )
+    if not result.success:
+        return OperatorError(f"the Dagster run {result.run_id} failed; {outcome}. Run again with --debug, or open the run in the Dagster UI (make dev)")
+    return None
+
+
+def _chain(error):
+    while error is not None:
+        yield error
+        error = error.cause
+
+
+def _operator_cause(error):
+    return next((e for e in _chain(error) if e.cls_name in EXIT_CODES), None)
+
+
+def _innermost(error):
+    return list(_chain(error))[-1]
+
+
+def _message(error) -> str:
+    """An error's message without its class name, on one line, personal data masked."""
+    text = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+    text = one_line(text)
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + " ..."
+    return mask_string(text)
+
+
+def _error_of_class(cls_name: str, message: str) -> OperatorError:
+    failure = OperatorError(message)
+    failure.exit_code = EXIT_CODES[cls_name]
+    return failure
+
+
+def _error_checks(result) -> list[str]:
+    found = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and not evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            details = {k: v.value for k, v in evaluation.metadata.items() if k in ("message", "details", "files_held_back")}
+            found.append(f"{evaluation.asset_key.to_user_string()} / {evaluation.check_name}: {details}")
     return found
 
 
-def _print_results(published: Path, landing: Path, run_id: str) -> None:
-    con = duckdb.connect(str(published), read_only=True)
+def _print_results(published: Path, landing: Path, run_id: str, home: Path) -> None:
+    try:
+        con = open_published(published)
+    except (OperatorError, duckdb.Error) as error:
+        print(f"\nPublished {published}; its summary cannot be shown now: {one_line(error)}")
+        return
     try:
         rows = con.execute(
             """
@@ -112,12 +309,36 @@ def _print_results(published: Path, landing: Path, run_id: str) -> None:
     print(f"Quality report:      {outputs.report / (REPORT_NAME + '.html')}  (and .md)")
     print(f"Dashboards:          {outputs.dashboards / 'index.html'}")
     print(f"Exports:             {outputs.exports}/  (.xlsx, .csv, .parquet)")
-    print(f"Dagster run:         {run_id}  (make dev, then http://127.0.0.1:3000)")
+    print(f"Working state:       {state.warehouse_files(published).state_dir}/")
+    print(f"Dagster run:         {run_id}  (instance {home}; make dev, then http://127.0.0.1:3000/runs/{run_id})")
+
+
+# --- the command ------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    if not args.debug:
+        warnings.simplefilter("ignore")
+        logging.getLogger("dagster").setLevel(logging.CRITICAL)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; a run stopped mid-way leaves the published warehouse as it was, run again", file=sys.stderr)
+        return 130
+    except (OperatorError, MissingKeyError) as error:
+        code = getattr(error, "exit_code", EXIT_CODES.get(type(error).__name__, 1))
+        return _fail(one_line(error), code, args.debug)
+    except Exception as error:  # noqa: BLE001 - anything else still ends in one line
+        message = mask_string(one_line(f"{type(error).__name__}: {error}"))[:MAX_MESSAGE]
+        return _fail(f"unexpected failure: {message}. Run again with --debug for the full trace", 1, args.debug)
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def console_main() -> None:

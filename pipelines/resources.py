@@ -7,40 +7,74 @@ from typing import Iterator
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
-from keha_maksatus import warehouse
+from keha_maksatus import state, warehouse
 from keha_maksatus.config import Settings, load_settings
-from keha_maksatus.publish import OutputFolders, output_folders
+from keha_maksatus.privacy import resolve_key
+from keha_maksatus.publish import OutputFolders
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Paths of the landing folder and the published DuckDB file; the working file
-    lives in a hidden folder beside the published one."""
+    """Paths of the landing folder and the published DuckDB file. The warehouse's working
+    state and output folders are named after the published file (keha_maksatus.state).
+
+    A run holds the warehouse's run lock from its first use of the working state to its
+    end, so two runs on one warehouse never overlap (the second waits, bounded)."""
 
     landing_dir: str
     warehouse_path: str
+    _run_id: str | None = PrivateAttr(default=None)
+    _lock: state.RunLock | None = PrivateAttr(default=None)
+
+    @property
+    def files(self) -> state.WarehouseFiles:
+        return state.warehouse_files(self.warehouse_path)
 
     @property
     def published_path(self) -> Path:
-        return Path(self.warehouse_path)
+        return self.files.published
 
     @property
     def work_dir(self) -> Path:
-        """The pipeline's working file, hidden beside the published one."""
-        return self.published_path.parent / ".work"
+        """The warehouse's working state folder, hidden beside the published file."""
+        return self.files.state_dir
 
     @property
     def working_file(self) -> Path:
-        return warehouse.working_path(self.work_dir)
+        return self.files.working_file
 
     @property
     def outputs(self) -> OutputFolders:
-        return output_folders(self.published_path)
+        return self.files.outputs
 
     def settings(self) -> Settings:
         return load_settings()
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run.run_id if context.run else None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def hold_run_lock(self) -> None:
+        """Take the warehouse's run lock for the rest of this run (waiting, bounded, for another run)."""
+        if self._lock is None:
+            lock = state.RunLock(self.files)
+            lock.acquire(self.settings().run_lock_wait_seconds, run_id=self._run_id)
+            self._lock = lock
+
+    def pseudonym_key(self) -> tuple[bytes, bool]:
+        """(key, is_demo), checked against the key the working state was built with."""
+        key, is_demo = resolve_key(self.landing_dir)
+        self.hold_run_lock()
+        state.claim_key(self.files, key)
+        return key, is_demo
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.hold_run_lock()
         with warehouse.open_working(self.work_dir) as con:
             yield con

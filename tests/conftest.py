@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -51,6 +53,21 @@ def build_working(landing: Path, work_dir: Path, today: dt.date | None = None) -
     ingest_landing(con, landing, TEST_KEY, settings, today=today)
     kpi.build_kpis(con, settings)
     return con
+
+
+@pytest.fixture(scope="session", autouse=True)
+def throwaway_dagster_instance(tmp_path_factory):
+    """`keha-maksatus run` records its runs in DAGSTER_HOME, by default the repo's own
+    instance (make dev's): the tests' runs go to a throwaway copy instead."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home)
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DAGSTER_HOME", None)
+    else:
+        os.environ["DAGSTER_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Real headless Chromium: the dashboards and the report from disk, and the Dagster UI."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ from dashboards.screenshots import CHROMIUM_ARGS, take_screenshots
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.publish import output_folders
 from keha_maksatus.report import REPORT_NAME
+from keha_maksatus.state import warehouse_files
 from pipelines.definitions import defs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,12 +171,12 @@ def test_failed_run_keeps_the_warehouse_and_the_ui_says_why(browser, tmp_path):
     command = [str(Path(sys.executable).parent / "keha-maksatus"), "run", "--landing", str(landing), "--warehouse", str(published)]
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     before = published.read_bytes()
-    shutil.rmtree(published.parent / ".work")  # the working state is lost ...
+    shutil.rmtree(warehouse_files(published).state_dir)  # the working state is lost ...
     for path in landing.glob("maksatuspaatokset_2021*"):  # ... and a year of exports with it
         path.unlink()
     failed = subprocess.run(command, env=env, capture_output=True, text=True)
     assert failed.returncode == 1 and published.read_bytes() == before
-    run_id = failed.stderr.split("Dagster run: ")[1].split()[0]
+    run_id = re.search(r"Dagster run ([0-9a-f-]{36})", failed.stderr)[1]
 
     with dagster_webserver(home) as base:
         page, _ = open_page(browser, f"{base}/runs/{run_id}?logs=type:ASSET_CHECK_EVALUATION", viewport=(1600, 1200))

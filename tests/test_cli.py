@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 
 from keha_maksatus.readers import read_export
+from keha_maksatus.state import warehouse_files
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -18,7 +19,7 @@ CLI = Path(sys.executable).parent / "keha-maksatus"
 
 
 def run_cli(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "KEHA_PSEUDONYM_KEY")}
+    env = {k: v for k, v in os.environ.items() if k != "KEHA_PSEUDONYM_KEY"}  # DAGSTER_HOME: the tests' instance (conftest)
     if key:
         env["KEHA_PSEUDONYM_KEY"] = key
     return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
@@ -50,12 +51,14 @@ def test_blocking_check_stops_the_publish_with_a_clear_message(tmp_path):
     published = tmp_path / "wh" / "maksatus.duckdb"
     assert run_cli("run", "--landing", str(landing), "--warehouse", str(published), key="k").returncode == 0
     before = published.read_bytes()
-    shutil.rmtree(published.parent / ".work")
+    shutil.rmtree(warehouse_files(published).state_dir)
     for path in landing.glob("maksatuspaatokset_2021*"):
         path.unlink()
     done = run_cli("run", "--landing", str(landing), "--warehouse", str(published), key="k")
     assert done.returncode == 1
-    assert "enough_data_to_publish" in done.stderr and "decisions:" in done.stderr and "published" in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: the blocking check enough_data_to_publish failed")
+    assert "decisions:" in line and "nothing was published" in line and "KEHA_MIN_DATA_SHARE" in line and "Dagster run " in line
     assert published.read_bytes() == before
 
 
@@ -65,6 +68,7 @@ def test_missing_key_outside_the_sample_stops_before_writing(tmp_path):
     published = tmp_path / "wh" / "maksatus.duckdb"
     done = run_cli("run", "--landing", str(landing), "--warehouse", str(published))
     assert done.returncode == 2 and "KEHA_PSEUDONYM_KEY" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: ")
     assert not published.parent.exists()
 
 

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from keha_maksatus.publish import PUBLISHED_TABLES
+from keha_maksatus.state import warehouse_files
 from pipelines.definitions import build_definitions, defs
 from pipelines.resources import WarehouseResource
 from pipelines.sensors import new_exports_sensor
@@ -113,13 +114,14 @@ def test_run_twice_publishes_identical_tables(tmp_path):
     finally:
         con.close()
     # No staging files are left beside the published one.
-    assert sorted(p.name for p in published.parent.iterdir()) == [".work", "dashboards", "exports", "maksatus.duckdb", "raportti"]
+    assert sorted(p.name for p in published.parent.iterdir()) == [".maksatus.duckdb.work", "maksatus.duckdb", "maksatus.duckdb.outputs"]
+    assert sorted(p.name for p in (published.parent / "maksatus.duckdb.outputs").iterdir()) == ["dashboards", "exports", "raportti"]
 
 
 def test_no_identity_code_or_contact_detail_reaches_the_warehouse(tmp_path):
     landing, published = small_landing(tmp_path / "landing"), tmp_path / "wh" / "maksatus.duckdb"
     assert materialize(landing, published).success
-    for path in (published, *(published.parent / ".work").glob("*.duckdb")):
+    for path in (published, *warehouse_files(published).state_dir.glob("*.duckdb")):
         con = duckdb.connect(str(path), read_only=True)
         try:
             columns = con.execute(
@@ -181,7 +183,7 @@ def test_blocking_check_keeps_yesterdays_warehouse(tmp_path):
     assert materialize(landing, published).success
     before = table_hashes(published)
     # The working state is lost and only part of the exports is there to rebuild from.
-    shutil.rmtree(published.parent / ".work")
+    shutil.rmtree(warehouse_files(published).state_dir)
     (landing / D.format("2022-06-30")).unlink()
     result = materialize(landing, published)
     assert not result.success

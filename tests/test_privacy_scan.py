@@ -11,6 +11,7 @@ import pytest
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.publish import output_folders
 from keha_maksatus.readers import read_export
+from keha_maksatus.state import warehouse_files
 
 PATTERNS = (
     r"\b\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]\b",  # personal identity code
@@ -51,7 +52,7 @@ def database_text(path: Path) -> str:
 
 def output_texts(published: Path) -> dict[str, str]:
     texts = {"warehouse": database_text(published)}
-    for working in sorted((published.parent / ".work").glob("*.duckdb")):
+    for working in sorted(warehouse_files(published).state_dir.glob("*.duckdb")):
         texts[f"working file {working.name}"] = database_text(working)
     folders = output_folders(published)
     for folder in (folders.report, folders.dashboards, folders.exports):

@@ -14,6 +14,7 @@ import pytest
 
 from keha_maksatus.failpoints import ENV as FAILPOINT_ENV
 from keha_maksatus.publish import PUBLISHED_TABLES, output_folders
+from keha_maksatus.state import warehouse_files
 from pipelines.definitions import defs
 from pipelines.resources import WarehouseResource
 
@@ -34,7 +35,7 @@ def base_landing(folder: Path) -> Path:
 
 
 def run_cli(landing: Path, published: Path, failpoint: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", FAILPOINT_ENV)}
+    env = {k: v for k, v in os.environ.items() if k != FAILPOINT_ENV}
     env["KEHA_PSEUDONYM_KEY"] = "robustness"
     if failpoint:
         env[FAILPOINT_ENV] = failpoint
@@ -56,11 +57,12 @@ def table_hashes(path: Path) -> dict[str, str]:
         con.close()
 
 
-def leftovers(folder: Path) -> list[str]:
-    """Hidden build files or folders of a crashed run (the working folder is expected)."""
+def leftovers(folder: Path, published: Path) -> list[str]:
+    """Hidden build files or folders of a crashed run (the working state folder is expected)."""
+    state_dir = warehouse_files(published).state_dir.name
     return sorted(
         str(p.relative_to(folder)) for p in folder.rglob(".*")
-        if p.name != ".work" and ".work" not in p.relative_to(folder).parts[:-1]
+        if p.name != state_dir and state_dir not in p.relative_to(folder).parts[:-1]
     )
 
 
@@ -83,7 +85,7 @@ def test_sigkill_inside_a_stage_keeps_the_published_warehouse(tmp_path, stage):
         assert con.execute("SELECT count(*) FROM quality.ingest_log").fetchall()[0][0] == 3
     finally:
         con.close()
-    assert leftovers(published.parent) == []
+    assert leftovers(published.parent, published) == []
 
 
 def test_sigkill_while_writing_outputs_is_repaired_by_the_next_run(tmp_path):
@@ -96,7 +98,7 @@ def test_sigkill_while_writing_outputs_is_repaired_by_the_next_run(tmp_path):
     assert report.read_text(encoding="utf-8") == old_report  # the old report stays whole until replaced
     assert run_cli(landing, published).returncode == 0
     assert report.read_text(encoding="utf-8") != old_report and "Toteuma 12/2022" in report.read_text(encoding="utf-8")
-    assert leftovers(published.parent) == []
+    assert leftovers(published.parent, published) == []
 
 
 READER = textwrap.dedent(

@@ -6,7 +6,6 @@ import dagster as dg
 import polars as pl
 
 from keha_maksatus.ingest import DUPLICATE, INGESTED, ingest_landing
-from keha_maksatus.privacy import resolve_key
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
@@ -29,7 +28,7 @@ CURRENT_STATE = {
     check_specs=[dg.AssetCheckSpec(FILE_CHECK, asset="ingested_files", description="No file of this run was unreadable or quarantined whole.")],
 )
 def ingest_landing_folder(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    key, is_demo = resolve_key(warehouse.landing_dir)
+    key, is_demo = warehouse.pseudonym_key()  # checked against the working state's key
     if is_demo:
         context.log.warning("KEHA_PSEUDONYM_KEY is not set: the demo key serves only the bundled sample data.")
     with warehouse.connect() as con:

@@ -75,8 +75,9 @@ processing_time_meets_target = _target_check(PROCESSING_TIME)
     description="Blocks publishing when the new figures rest on markedly less data than the published ones (default: under 90 %).",
 )
 def enough_data_to_publish(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    settings = warehouse.settings()
     with warehouse.connect() as con:
-        volume = check_data_volume(con, warehouse.published_path, warehouse.settings().min_data_share)
+        volume = check_data_volume(con, warehouse.published_path, settings.min_data_share, settings.publish_lock_wait_seconds)
     metadata = {f"new_{k}": v for k, v in volume.new_counts.items()}
     metadata.update({f"published_{k}": v for k, v in (volume.published_counts or {}).items()})
     metadata["message"] = volume.message

@@ -17,7 +17,8 @@ from pipelines.resources import WarehouseResource
 )
 def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        path = publish(con, warehouse.working_file, warehouse.published_path, run_id=context.run_id)
+        path = publish(con, warehouse.working_file, warehouse.published_path, run_id=context.run_id,
+                       lock_wait_seconds=warehouse.settings().publish_lock_wait_seconds)
     reader = duckdb.connect(str(path), read_only=True)
     try:
         counts = {t: reader.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in PUBLISHED_TABLES}

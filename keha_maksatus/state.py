@@ -1,0 +1,281 @@
+"""A warehouse's own files: where its working state and output folders live, the
+pseudonym key its state was built with, and the lock one run holds on it.
+
+For the published file `<dir>/<name>`:
+
+    <dir>/.<name>.work/            the working state: warehouse.duckdb, key.check, run.lock
+    <dir>/<name>.outputs/raportti  the quality-section report
+    <dir>/<name>.outputs/dashboards
+    <dir>/<name>.outputs/exports
+
+Both folders are named after the whole file name, so two warehouses in one folder
+share nothing, whatever their names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from keha_maksatus.errors import ConfigurationError, KeyMismatchError, RunLockedError
+from keha_maksatus.warehouse import WORKING_FILE
+
+KEY_CHECK_FILE = "key.check"
+LOCK_FILE = "run.lock"
+# The key check is HMAC-SHA256 of this constant: it tells keys apart, never the key.
+_KEY_CHECK_MESSAGE = b"keha-maksatus: pseudonym key check, version 1"
+_LOCK_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class OutputFolders:
+    """Where the people-facing outputs of one warehouse go."""
+
+    report: Path
+    dashboards: Path
+    exports: Path
+
+
+@dataclass(frozen=True)
+class WarehouseFiles:
+    """Every path that belongs to one published warehouse file."""
+
+    published: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.published.parent / f".{self.published.name}.work"
+
+    @property
+    def working_file(self) -> Path:
+        return self.state_dir / WORKING_FILE
+
+    @property
+    def key_check_file(self) -> Path:
+        return self.state_dir / KEY_CHECK_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / LOCK_FILE
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.published.parent / f"{self.published.name}.outputs"
+
+    @property
+    def outputs(self) -> OutputFolders:
+        base = self.outputs_dir
+        return OutputFolders(base / "raportti", base / "dashboards", base / "exports")
+
+
+def warehouse_files(published_path: Path | str) -> WarehouseFiles:
+    """The files of the warehouse published at `published_path` (made absolute)."""
+    return WarehouseFiles(Path(os.path.abspath(published_path)))
+
+
+# --- the pseudonym key ------------------------------------------------------------------
+
+
+def key_check(key: bytes) -> str:
+    return hmac.new(key, _KEY_CHECK_MESSAGE, hashlib.sha256).hexdigest()
+
+
+def stored_key_check(files: WarehouseFiles) -> str | None:
+    try:
+        return files.key_check_file.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+
+
+def verify_key(files: WarehouseFiles, key: bytes) -> None:
+    """Raise KeyMismatchError when the working state was built with another key. Reads
+    only the key check; writes nothing."""
+    stored = stored_key_check(files)
+    if stored is not None and not hmac.compare_digest(stored, key_check(key)):
+        raise KeyMismatchError(
+            f"the working state {files.state_dir} of {files.published} was built with another pseudonym key "
+            f"than the one in use now (KEHA_PSEUDONYM_KEY, or the demo key for the bundled sample); "
+            f"pseudonyms of two keys cannot be mixed. Set the key the state was built with, or rotate the key "
+            f"by rebuilding the state: remove {files.state_dir} and run again with every extract in the landing "
+            f"folder (README: Rotating the pseudonym key)"
+        )
+
+
+def claim_key(files: WarehouseFiles, key: bytes) -> None:
+    """Verify the key against the state, recording its check when the state has none yet.
+    Call with the run lock held, before anything is ingested."""
+    verify_key(files, key)
+    if stored_key_check(files) is not None:
+        return
+    if ingested_file_count(files):
+        raise ConfigurationError(
+            f"the working state {files.state_dir} holds ingested data but no record of its pseudonym key "
+            f"({KEY_CHECK_FILE} is missing), so a run cannot tell whether the key matches; rebuild the state: "
+            f"remove {files.state_dir} and run again with every extract in the landing folder"
+        )
+    files.state_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(files.key_check_file, key_check(key) + "\n")
+
+
+def ingested_file_count(files: WarehouseFiles) -> int:
+    """Entries of the working state's ingest log (0 when there is no state). Call with
+    the run lock held: it opens the working file."""
+    if not files.working_file.exists():
+        return 0
+    con = duckdb.connect(str(files.working_file), read_only=True)
+    try:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quality' AND table_name = 'ingest_log'"
+        ).fetchall()[0][0]
+        return con.execute("SELECT count(*) FROM quality.ingest_log").fetchall()[0][0] if exists else 0
+    finally:
+        con.close()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="ascii") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+# --- one run at a time ------------------------------------------------------------------
+
+
+@dataclass
+class _Held:
+    fd: int
+    depth: int
+    details: dict
+
+
+_held: dict[Path, _Held] = {}
+_held_guard = threading.Lock()
+
+
+class RunLock:
+    """An exclusive OS file lock (flock) on the state's run.lock, held for one run.
+
+    The holder writes its PID, start time and Dagster run id into the file, so that a run
+    that has to wait can name it. The kernel drops the lock when the holder's process
+    ends, however it ends. Re-entrant within a process: the command line takes the lock
+    and the run's resource takes it again (adding the run id)."""
+
+    def __init__(self, files: WarehouseFiles) -> None:
+        self.files = files
+        self.path = files.lock_file
+
+    def acquire(self, wait_seconds: float, run_id: str | None = None, on_wait: Callable[[str], None] | None = None) -> None:
+        """Take the lock, waiting up to `wait_seconds` for another run; RunLockedError after that.
+        `on_wait` is told once, with the holder's description, when the wait begins."""
+        with _held_guard:
+            held = _held.get(self.path)
+            if held:
+                held.depth += 1
+                if run_id and not held.details.get("dagster_run_id"):
+                    held.details["dagster_run_id"] = run_id
+                    _write_details(held.fd, held.details)
+                return
+        fd = self._open()
+        deadline = time.monotonic() + wait_seconds
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = describe_holder(_read_details(fd))
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and on_wait and not told:
+                    on_wait(holder)
+                    told = True
+                if remaining <= 0:
+                    os.close(fd)
+                    raise RunLockedError(
+                        f"another run is working on {self.files.published}: {holder}; waited {wait_seconds:g} s "
+                        f"(run_lock_wait_seconds). Let that run finish and run again, or raise KEHA_RUN_LOCK_WAIT_SECONDS"
+                    ) from None
+                time.sleep(min(_LOCK_POLL_SECONDS, remaining))
+        details = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "dagster_run_id": run_id,
+            "command": " ".join(sys.argv),
+        }
+        _write_details(fd, details)
+        with _held_guard:
+            _held[self.path] = _Held(fd, 1, details)
+
+    def release(self) -> None:
+        with _held_guard:
+            held = _held.get(self.path)
+            if not held:
+                return
+            held.depth -= 1
+            if held.depth:
+                return
+            del _held[self.path]
+        os.ftruncate(held.fd, 0)  # a waiting run names no run that has finished
+        fcntl.flock(held.fd, fcntl.LOCK_UN)
+        os.close(held.fd)
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _open(self) -> int:
+        try:
+            self.files.state_dir.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot create the working state {self.files.state_dir}: {error.strerror or error}; "
+                f"the folder of --warehouse must be writable"
+            ) from error
+
+
+def _write_details(fd: int, details: dict) -> None:
+    data = (json.dumps(details) + "\n").encode("utf-8")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def _read_details(fd: int) -> dict:
+    try:
+        text = os.pread(fd, 65536, 0).decode("utf-8", errors="replace")
+        details = json.loads(text) if text.strip() else {}
+        return details if isinstance(details, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_holder(details: dict) -> str:
+    """The run holding the lock, in words: PID, host, start time and Dagster run id."""
+    if not details.get("pid"):
+        return "a run that has not yet written its details (PID unknown)"
+    text = f"PID {details['pid']}"
+    if details.get("host") and details["host"] != socket.gethostname():
+        text += f" on {details['host']}"
+    if details.get("started_at"):
+        text += f", started {details['started_at']}"
+    if details.get("dagster_run_id"):
+        text += f", Dagster run {details['dagster_run_id']}"
+    return text
