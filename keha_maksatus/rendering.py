@@ -35,8 +35,10 @@ def markdown_text(text: str) -> str:
 
 def plotly_text(text: str) -> str:
     """Text for a plotly title, label, legend or hover: plotly renders some HTML tags
-    (<b>, <a href>, <br>, ...) in them but shows entities as their characters."""
-    return html.escape(text, quote=True)
+    (<b>, <a href>, <br>, ...) in them but shows &amp; &lt; &gt; as their characters.
+    Quotes stay as they are: plotly would show &quot; as written, and without < no tag
+    (nor attribute) can start."""
+    return html.escape(text, quote=False)
 
 
 def is_formula_text(text: str) -> bool:

@@ -16,7 +16,9 @@ import html
 import io
 import json
 import math
+import os
 import re
+import shutil
 import tomllib
 import xml.etree.ElementTree as ET
 import zipfile
@@ -31,6 +33,7 @@ from hypothesis import given, settings, strategies as st
 from markdown_it import MarkdownIt
 
 from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
+from dashboards.screenshots import CHROMIUM_ARGS
 from keha_maksatus import exports
 from keha_maksatus.config import SATISFACTION
 from keha_maksatus.disclosure import PEOPLE_TABLES, SUPPRESSED_FI, for_people, open_for_people
@@ -662,3 +665,51 @@ def test_for_people_withholds_every_figure_under_five_responses(rows):
 def test_plotly_text_is_shown_as_written():
     for code in HOSTILE_CODES:
         assert "<" not in plotly_text(code) and html.unescape(plotly_text(code)) == code
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_hostile_text_shows_as_written_in_a_browser(hostile):
+    """Real Chromium: no script from the input runs, no link or bold comes of it in the
+    charts, and the codes and file names read exactly as written (SVG shows a line break
+    as a space)."""
+    from playwright.sync_api import sync_playwright
+
+    codes = {c for c in codes_of(hostile.published)}
+    names = logged_names(hostile.published)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            texts = set()
+            for spec in PAGES:
+                page = browser.new_page(viewport={"width": 1300, "height": 900})
+                errors, dialogs = [], []
+                page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+                page.goto((hostile.dashboards / spec.file_name).as_uri())
+                page.wait_for_function(
+                    "n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=len(spec.figures), timeout=20000
+                )
+                assert page.locator(".main-svg a").count() == 0, spec.file_name
+                assert page.locator(".main-svg [style*='bold']").count() == 0, spec.file_name
+                texts |= set(page.locator(".main-svg text").all_text_contents())
+                assert errors == [] and dialogs == [], (spec.file_name, errors, dialogs)
+                page.close()
+            for code in codes:  # every instrument a legend entry of the backlog, every office a bar
+                assert " ".join(code.split()) in {" ".join(t.split()) for t in texts}, code
+            for name in names:
+                assert any(t.startswith(name + " (") for t in texts), name
+
+            page = browser.new_page()
+            dialogs = []
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto((hostile.report / f"{REPORT_NAME}.html").as_uri())
+            cells = page.locator("td").all_text_contents()
+            assert [n for n in names if n not in cells] == [] and dialogs == []
+            assert page.locator("img, script, a, b").count() == 0
+            page.close()
+        finally:
+            browser.close()
