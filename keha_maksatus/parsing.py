@@ -78,8 +78,9 @@ def fast_integer(column: str) -> pl.Expr:
     return pl.when(raw.str.contains(r"^\d+$")).then(raw).cast(pl.Int64, strict=False)
 
 
-# A spreadsheet date-time at midnight counts as the date.
-_MIDNIGHT = r"([ T]00:00(:00(\.0+)?)?)?"
+# A date-time at midnight (as spreadsheets and databases write dates) counts as the date;
+# the hour as one digit or two, as parse_datetime reads it.
+_MIDNIGHT = r"([ T]0?0:00(:00(\.0+)?)?)?"
 
 
 def parse_date(column: str) -> pl.Expr:

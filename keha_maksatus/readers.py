@@ -12,8 +12,10 @@ expand `*`, `?` and `[...]` in a path string as a glob and read other files.
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +68,7 @@ def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type '{suffix}' (accepted: .csv, .txt, .xlsx, .parquet)")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        raise UnreadableFile(f"cannot be opened: {error.strerror or type(error).__name__}") from None
+    data = _file_bytes(path)
     if not data:
         raise UnreadableFile("empty file")
     try:
@@ -86,6 +84,24 @@ def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
             raise
         # The library's message may quote cells: only its kind is kept.
         raise UnreadableFile(f"cannot be read as {_FORMAT_NAMES[suffix]} ({type(error).__name__})") from None
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The bytes of a regular file. A name swapped since the folder was listed for a
+    link (not followed) or a pipe (would wait for a writer) is refused, not read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnreadableFile("symbolic link, not followed") from None
+        raise UnreadableFile(f"cannot be opened: {error.strerror or type(error).__name__}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UnreadableFile("not a regular file")
+        try:
+            return handle.read()
+        except OSError as error:
+            raise UnreadableFile(f"cannot be read: {error.strerror or type(error).__name__}") from None
 
 
 # --- typed cells as text -------------------------------------------------------------
