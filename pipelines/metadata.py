@@ -6,6 +6,8 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from keha_maksatus.rendering import markdown_text
+
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
     if frame.is_empty():
@@ -13,7 +15,8 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
     shown = frame.head(max_rows)
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     for row in shown.iter_rows():
-        lines.append("| " + " | ".join("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row) + " |")
+        # Codes and file names from the input are shown as text, never as markup.
+        lines.append("| " + " | ".join("" if v is None else (f"{v:.2f}" if isinstance(v, float) else markdown_text(str(v))) for v in row) + " |")
     if frame.height > max_rows:
         lines.append(f"\n… {frame.height - max_rows} more rows")
     return dg.MetadataValue.md("\n".join(lines))

@@ -713,3 +713,13 @@ def test_hostile_text_shows_as_written_in_a_browser(hostile):
             page.close()
         finally:
             browser.close()
+
+
+def test_dagster_metadata_tables_show_codes_as_text():
+    from pipelines.metadata import markdown_table
+
+    codes = HOSTILE_CODES + HOSTILE_NAME_TAILS
+    text = markdown_table(pl.DataFrame({"tukimuoto": codes, "n": list(range(len(codes)))}), max_rows=len(codes)).value
+    tokens = markdown_parser().parse(text)
+    assert not ({t.type for t in tokens} | {c.type for t in tokens for c in (t.children or [])}) & FORBIDDEN_MARKDOWN
+    assert markdown_tables(tokens) == [[["tukimuoto", "n"], *[[shown_name(c), str(i)] for i, c in enumerate(codes)]]]
