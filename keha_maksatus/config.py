@@ -135,7 +135,7 @@ def load_settings(directory: Path | None = None) -> Settings:
     numbers = {}
     for name in NUMBERS:
         variable = env_name(name)
-        if os.environ.get(variable, "") != "":
+        if os.environ.get(variable, "").strip():  # an empty variable counts as unset
             numbers[name] = parse_number(name, os.environ[variable], variable)
         elif name in raw:
             numbers[name] = parse_number(name, raw[name], f"{path}: {name}")
