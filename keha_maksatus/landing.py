@@ -88,10 +88,11 @@ def scan_landing(landing_dir: Path) -> list[LandingFile]:
                 continue  # removed since it was listed
             kind = stat.S_IFMT(info.st_mode)
             skip_reason = None if kind == stat.S_IFREG else SKIP_REASONS.get(kind, OTHER_SKIP_REASON)
+            masked = _masked(entry.name)
             entries.append(
                 LandingFile(
                     Path(entry.path), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino,
-                    logged_name(entry.name), name_order(entry.name), skip_reason,
+                    printable(masked), os.fsencode(masked), skip_reason,
                 )
             )
     return sorted(entries, key=lambda e: os.fsencode(e.name))

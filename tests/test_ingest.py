@@ -97,3 +97,29 @@ def test_files_prepared_ahead_are_stored_in_name_order_with_their_own_outcomes(l
         ("muistio.txt", "unreadable", 0, 0),
     ]
     assert {k: v[1] for k, v in current.items()} == {"H1": NAME.format("2022-09-30"), "H2": NAME.format("2022-12-31")}
+
+
+def test_an_ingest_log_of_the_earlier_version_is_upgraded_and_keeps_the_order(landing, tmp_path):
+    work = tmp_path / "work"
+    write_export(landing, NAME.format("2022-06-30"), DECISION_HEADER, [decision("H1", "1.5.2022")])
+    ingest(landing, work)
+    con = warehouse.connect(work)
+    try:  # the log as the earlier version wrote it
+        for column in ("name_order", "changed_at", "inode"):
+            con.execute(f"ALTER TABLE quality.ingest_log DROP COLUMN {column}")
+        con.execute("ALTER TABLE quality.ingest_log ALTER COLUMN content_sha256 SET NOT NULL")
+    finally:
+        con.close()
+    write_export(landing, NAME.format("2022-12-31"), DECISION_HEADER, [decision("H1", "1.5.2022", "20.5.2022")])
+    outcomes, current = ingest(landing, work)
+    assert [o.file_name for o in outcomes] == [NAME.format("2022-12-31")]  # the old file is not logged again
+    write_export(landing, NAME.format("2022-03-31"), DECISION_HEADER, [decision("H1", "1.5.2022")])
+    outcomes, current = ingest(landing, work)
+    assert [o.file_name for o in outcomes] == [NAME.format("2022-03-31")]
+    assert current["H1"][1] == NAME.format("2022-12-31")
+    con = warehouse.connect(work)
+    try:
+        orders = con.execute("SELECT file_name, name_order FROM quality.ingest_log").fetchall()
+    finally:
+        con.close()
+    assert {name: bytes(order) for name, order in orders} == {name: name.encode() for name, _ in orders}
