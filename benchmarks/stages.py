@@ -44,9 +44,9 @@ def main() -> None:
         del read
         if kind.name == "feedback":
             result.valid = timed("mask free text (polars)", mask_column, result.valid, "vapaa_teksti")
-        con.execute("INSERT INTO quality.ingest_log (file_id, file_name, kind, content_sha256, status, ingested_at) VALUES (?, ?, ?, ?, 'ingested', now()::TIMESTAMP)",
-                    [file_id, item.name, kind.name, str(file_id)])
-        timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.name, result.valid, customers)
+        con.execute("INSERT INTO quality.ingest_log (file_id, file_name, name_order, kind, content_sha256, status, ingested_at) VALUES (?, ?, ?, ?, ?, 'ingested', now()::TIMESTAMP)",
+                    [file_id, item.logged_name, item.name_order, kind.name, str(file_id)])
+        timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.logged_name, result.valid, customers)
     customers.drop()
     timed("KPI tables (DuckDB)", kpi.build_kpis, con, settings)
     timed("publish (checkpoint, copy, replace)", publish, con, warehouse.working_path(work / ".work"), work / "maksatus.duckdb")

@@ -138,6 +138,35 @@ def test_the_sensor_lists_only_regular_files(tmp_path):
     }
 
 
+def test_the_sensor_starts_a_run_for_odd_names_and_for_a_rewrite_in_place_only(tmp_path):
+    import dagster as dg
+
+    from pipelines.resources import WarehouseResource
+    from pipelines.sensors import new_exports_sensor
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    put(landing, PREFIX + b"\xff\n" + HETU.encode() + b".csv", export_bytes(decision("H1", "1.5.2022", "20.5.2022")))
+    path = landing / os.fsdecode(PREFIX + b"\xff\n" + HETU.encode() + b".csv")
+    (landing / "maksatuspaatokset_2022-07-31.csv").symlink_to(path)
+    os.mkfifo(landing / "maksatuspaatokset_2022-10-31.csv")
+    old = os.stat(path).st_mtime_ns - 3600 * 10**9
+    os.utime(path, ns=(old, old))
+    resources = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_path=str(tmp_path / "wh.duckdb"))}
+
+    def evaluate(cursor=None):
+        with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+            return new_exports_sensor(context), context.cursor
+
+    request, cursor = evaluate()
+    assert isinstance(request, dg.RunRequest) and request.run_key.isprintable() and HETU not in cursor
+    assert isinstance(evaluate(cursor)[0], dg.SkipReason)
+    with path.open("r+b") as handle:  # same size, old modification time put back
+        handle.write(export_bytes(decision("H1", "1.5.2022", "21.5.2022")))
+    os.utime(path, ns=(old, old))
+    assert isinstance(evaluate(cursor)[0], dg.RunRequest)
+
+
 # --- 4. any bytes in a name ----------------------------------------------------------------
 
 ODD_NAMES = {
