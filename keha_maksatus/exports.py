@@ -40,7 +40,7 @@ EXCEL_FORMATS = {
 WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False, "nan_inf_to_errors": True}
 
 
-def for_people(frame: pl.DataFrame) -> pl.DataFrame:
+def in_finnish(frame: pl.DataFrame) -> pl.DataFrame:
     """Finnish column headers, and yes/no in Finnish."""
     return frame.rename({c: HEADERS_FI.get(c, c) for c in frame.columns}).with_columns(
         pl.col(pl.Boolean).replace_strict({True: "kyllä", False: "ei"}, return_dtype=pl.String)
@@ -67,7 +67,7 @@ def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
     for table, frame in frames.items():
         name = table.replace(".", "_")
         frame.write_parquet(build / f"{name}.parquet")
-        csv_safe(for_people(frame).with_columns(
+        csv_safe(in_finnish(frame).with_columns(
             pl.col(pl.Date).dt.strftime("%-d.%-m.%Y"),
             pl.col(pl.Float64).round(4),
         )).write_csv(build / f"{name}.csv", separator=";", decimal_comma=True, include_bom=True)
@@ -81,7 +81,7 @@ def _write_workbook(path: Path, frames: dict[str, pl.DataFrame]) -> None:
     with xlsxwriter.Workbook(path, WORKBOOK_OPTIONS) as workbook:
         for table, frame in frames.items():
             formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in frame.columns if c in EXCEL_FORMATS}
-            for_people(frame).write_excel(
+            in_finnish(frame).write_excel(
                 workbook, worksheet=table.split(".")[1][:31], column_formats=formats,
                 dtype_formats={pl.Date: "d.m.yyyy"}, autofit=True, table_style="Table Style Light 9",
             )
