@@ -55,8 +55,8 @@ class LandingFile:
     mtime_ns: int
     ctime_ns: int
     inode: int
-    logged_name: str
-    name_order: bytes
+    logged_name: str  # printable, personal data masked
+    name_order: bytes  # the name's bytes with the same data masked: file-name order but where a mask stands
     skip_reason: str | None = None
 
     @property
@@ -187,9 +187,3 @@ def log_text(text: str) -> str:
 def logged_name(name: str) -> str:
     """The name as logged: personal data masked, printable (see printable)."""
     return log_text(name)
-
-
-def name_order(name: str) -> bytes:
-    """The name's bytes with the personal data masked that logged_name masks: ordering
-    by it is file-name order, but where a mask stands."""
-    return os.fsencode(_masked(name))
