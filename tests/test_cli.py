@@ -96,3 +96,15 @@ def test_committed_sample_is_the_generators_output(tmp_path):
     assert run_cli("sample", "--out", str(tmp_path / "s")).returncode == 0
     for path in SAMPLE.iterdir():
         assert path.read_bytes() == (tmp_path / "s" / path.name).read_bytes(), path.name
+
+
+def test_sample_failures_end_in_one_line(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file, not a folder")
+    for out, code, words in ((a_file, 2, "is a file"), (a_file / "sample", 1, "cannot write the sample")):
+        done = run_cli("sample", "--out", str(out), "--decisions", "100", "--feedback", "50")
+        assert done.returncode == code
+        [line] = done.stderr.splitlines()
+        assert line.startswith("error: ") and words in line and str(out) in line
+    done = run_cli("sample", "--debug", "--out", str(a_file))
+    assert "Traceback" in done.stderr and done.stderr.splitlines()[-1].startswith("error: ")
