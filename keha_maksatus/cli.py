@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from keha_maksatus.errors import ConfigurationError, OperatorError
 from keha_maksatus.sample import write_sample
 
 
@@ -35,10 +36,18 @@ def add_debug_flag(command: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    files = write_sample(
-        args.out, decisions=args.decisions, feedback=args.feedback, seed=args.seed, csv_only=args.csv_only,
-        first_year=args.first_year, last_year=args.last_year, bad_rows=not args.no_bad_rows,
-    )
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigurationError(f"--out {args.out} is a file; give the folder to write the sample exports into")
+    try:
+        files = write_sample(
+            args.out, decisions=args.decisions, feedback=args.feedback, seed=args.seed, csv_only=args.csv_only,
+            first_year=args.first_year, last_year=args.last_year, bad_rows=not args.no_bad_rows,
+        )
+    except OSError as error:
+        raise OperatorError(
+            f"cannot write the sample into {args.out}: {error.strerror or error}"
+            f"{f' ({error.filename})' if error.filename else ''}; give --out a writable folder"
+        ) from error
     for path in files:
         print(path)
     return 0

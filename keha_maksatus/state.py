@@ -247,8 +247,8 @@ class RunLock:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as error:
             raise ConfigurationError(
-                f"cannot create the working state {self.files.state_dir}: {error.strerror or error}; "
-                f"the folder of --warehouse must be writable"
+                f"cannot create or open the working state {self.files.state_dir}: {error.strerror or error}; "
+                f"the warehouse's folder and its working state must be writable by the user running the pipeline"
             ) from error
 
 

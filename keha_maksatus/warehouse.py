@@ -1,10 +1,10 @@
 """The pipeline's working DuckDB file: its tables and descriptions, and the current
 state of every application and response.
 
-The working file (`.work/warehouse.duckdb`) holds exactly what is published: the ingest
-log and quarantine (`quality.*`), the current state (`core.*`, merged file by file as each
-file is ingested), the KPI tables (`kpi.*`) and `meta.*`. Publishing copies it, so
-analysts never open it (publish.py).
+The working file (`warehouse.duckdb` in the warehouse's own state folder, see state.py)
+holds exactly what is published: the ingest log and quarantine (`quality.*`), the current
+state (`core.*`, merged file by file as each file is ingested), the KPI tables (`kpi.*`)
+and `meta.*`. Publishing copies it, so analysts never open it (publish.py).
 """
 
 from __future__ import annotations
