@@ -34,7 +34,6 @@ _FORMAT_NAMES = {".csv": "CSV", ".txt": "CSV", ".xlsx": "an .xlsx workbook", ".p
 TIME_ZONE = "Europe/Helsinki"  # time-zone-aware timestamps are taken as local time here
 
 _LF, _CR, _QUOTE, _SPACE, _TAB = 10, 13, 34, 32, 9
-_CRLF_AS_UINT16 = np.frombuffer(b"\r\n", dtype=np.uint16)[0]
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
@@ -241,17 +240,16 @@ def _read_csv_as(data: bytes, encoding: str) -> ReadResult:
     line_ends = _count_line_ends(np.frombuffer(original, dtype=np.uint8))
     first_end = _LINE_END.search(original, start)
     first_line = original[start : first_end.start() if first_end else len(original)]
-    text, lines = original, None
+    text, records, header = original, None, 0
     if line_ends.bare_cr or not first_line.strip(b" \t"):
-        # polars knows LF and CR LF only: the records are rewritten one to a line (LF),
-        # without the blank ones, and their line numbers kept aside.
+        # polars knows LF and CR LF only, and takes the first line for the header: the
+        # text from the first record that is not blank, each record ended by LF.
         records = _find_records(original, start)
-        keep = ~records.blank
-        if not keep.any():
+        if records.blank.all():
             raise UnreadableFile("no header line")
-        text = _joined(original, records, keep)
+        header = int(np.argmin(records.blank))
+        text = _lf_ended(original, records, header)
         first_line = text[: text.index(b"\n")]
-        lines = records.lines[keep][1:]
     separator = detect_separator(first_line.decode("utf-8", "replace"))
     try:
         frame = _read_csv_text(text, separator)
@@ -260,19 +258,18 @@ def _read_csv_as(data: bytes, encoding: str) -> ReadResult:
             raise _NotUtf8 from None
         raise UnreadableFile(_csv_failure(original, start)) from None
 
-    if lines is None:
+    if records is None:
         one_line_per_record = line_ends.lf == frame.height + (1 if text.endswith(b"\n") else 0)
         if one_line_per_record and not _may_have_blank_rows(frame):  # the usual file
             return ReadResult(_with_lines(frame), "csv", encoding, separator)
         # Blank lines that polars read as rows, or quoted line breaks: where is each record?
         records = _find_records(original, start)
-        if len(records.lines) != frame.height + 1:
-            raise UnreadableFile(_csv_failure(original, start))
-        keep = ~records.blank[1:]
-        frame, lines = frame.filter(pl.Series(keep)), records.lines[1:][keep]
-    elif frame.height != len(lines):
+    # polars' rows are the records after the header, blank ones included
+    blank, lines = records.blank[header + 1 :], records.lines[header + 1 :]
+    if frame.height != len(lines):
         raise UnreadableFile(_csv_failure(original, start))
-    return ReadResult(_with_lines(frame, pl.Series(lines)), "csv", encoding, separator)
+    keep = ~blank
+    return ReadResult(_with_lines(frame.filter(pl.Series(keep)), pl.Series(lines[keep])), "csv", encoding, separator)
 
 
 def _read_csv_text(source: bytes, separator: str) -> pl.DataFrame:
@@ -345,6 +342,7 @@ class _Records:
     ends: np.ndarray
     lines: np.ndarray
     blank: np.ndarray
+    quoted_line_breaks: bool  # some line end lies inside a quoted field
 
 
 def _find_records(text: bytes, start: int) -> _Records:
@@ -358,8 +356,9 @@ def _find_records(text: bytes, start: int) -> _Records:
     bare_cr = cr[array[np.minimum(cr + 1, n - 1)] != _LF] if n else cr
     end_from = np.concatenate([lf - after_cr, bare_cr])  # first byte of each line end
     end_to = np.concatenate([lf + 1, bare_cr + 1])  # just past it
-    order = np.argsort(end_from, kind="stable")
-    end_from, end_to = end_from[order], end_to[order]
+    if len(bare_cr) and len(lf):  # both kinds: in the order of the text
+        order = np.argsort(end_from, kind="stable")
+        end_from, end_to = end_from[order], end_to[order]
 
     quotes = np.flatnonzero(array == _QUOTE)
     closing = np.flatnonzero(np.searchsorted(quotes, end_from) % 2 == 0)  # line ends that end a record
@@ -373,14 +372,27 @@ def _find_records(text: bytes, start: int) -> _Records:
     first = array[np.minimum(starts, n - 1)] if n else starts
     for i in np.flatnonzero(~blank & ((first == _SPACE) | (first == _TAB))):
         blank[i] = not text[starts[i] : ends[i]].strip(b" \t")
-    return _Records(starts, ends, lines, blank)
+    return _Records(starts, ends, lines, blank, len(closing) < len(end_from))
 
 
-def _joined(text: bytes, records: _Records, keep: np.ndarray) -> bytes:
-    """The kept records, each ended by LF."""
-    view = memoryview(text)
-    pieces = [view[s:e] for s, e in zip(records.starts[keep].tolist(), records.ends[keep].tolist())]
-    return b"\n".join(pieces) + b"\n"
+def _lf_ended(text: bytes, records: _Records, first: int) -> bytes:
+    """The records from `first` on (blank ones too), each ended by one LF."""
+    starts, ends = records.starts[first:], records.ends[first:]
+    if not records.quoted_line_breaks:  # every CR is part of a line end
+        rest = text[starts[0] :].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return rest if rest.endswith(b"\n") else rest + b"\n"
+    # Line ends inside quotes stay as they are: keep each record's bytes and the first
+    # byte of its line end, made LF (ranges marked by +1/-1 and a running sum).
+    array = np.frombuffer(text, dtype=np.uint8)
+    n = len(array)
+    marks = np.zeros(n + 2, dtype=np.int8)
+    marks[starts] += 1
+    marks[ends + 1] -= 1
+    kept = np.cumsum(marks[:n], dtype=np.int8).view(bool)
+    rewritten = array.copy()
+    rewritten[ends[ends < n]] = _LF
+    joined = rewritten[kept].tobytes()
+    return joined if ends[-1] < n else joined + b"\n"
 
 
 def _is_utf8(text: bytes) -> bool:
