@@ -5,19 +5,22 @@ names normalised (trimmed, lower-case), every cell as text, and a `line` column:
 physical line on which the record starts, counting the file's first line as 1 (the
 header), as an editor shows it. Blank lines are not rows.
 
-The file is read by Python into memory and handed to polars as bytes: polars would
+The file is opened by Python and handed to polars as an open file or as bytes: polars would
 expand `*`, `?` and `[...]` in a path string as a glob and read other files.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
+import mmap
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -67,40 +70,39 @@ def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type '{suffix}' (accepted: .csv, .txt, .xlsx, .parquet)")
-    data = _file_bytes(path)
-    if not data:
-        raise UnreadableFile("empty file")
-    try:
-        if suffix in CSV_SUFFIXES:
-            return _read_csv(data)
-        if suffix in EXCEL_SUFFIXES:
-            return ReadResult(_read_excel(data), "xlsx")
-        return ReadResult(_read_parquet(data), "parquet")
-    except UnreadableFile:
-        raise
-    except BaseException as error:  # any library failure (a Rust panic included) means: not readable
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+    with _open_regular_file(path) as handle:
+        if not os.fstat(handle.fileno()).st_size:
+            raise UnreadableFile("empty file")
+        try:
+            if suffix in CSV_SUFFIXES:
+                return _read_csv(handle)
+            data = handle.read()
+            if suffix in EXCEL_SUFFIXES:
+                return ReadResult(_read_excel(data), "xlsx")
+            return ReadResult(_read_parquet(data), "parquet")
+        except UnreadableFile:
             raise
-        # The library's message may quote cells: only its kind is kept.
-        raise UnreadableFile(f"cannot be read as {_FORMAT_NAMES[suffix]} ({type(error).__name__})") from None
+        except BaseException as error:  # any library failure (a Rust panic included) means: not readable
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            # The library's message may quote cells: only its kind is kept.
+            raise UnreadableFile(f"cannot be read as {_FORMAT_NAMES[suffix]} ({type(error).__name__})") from None
 
 
-def _file_bytes(path: Path) -> bytes:
-    """The bytes of a regular file. A name swapped since the folder was listed for a
-    link (not followed) or a pipe (would wait for a writer) is refused, not read."""
+def _open_regular_file(path: Path) -> BinaryIO:
+    """The file opened for reading. A name swapped since the folder was listed for a
+    link (not followed) or a pipe (would wait for a writer) is refused."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise UnreadableFile("symbolic link, not followed") from None
         raise UnreadableFile(f"cannot be opened: {error.strerror or type(error).__name__}") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise UnreadableFile("not a regular file")
-        try:
-            return handle.read()
-        except OSError as error:
-            raise UnreadableFile(f"cannot be read: {error.strerror or type(error).__name__}") from None
+    handle = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        handle.close()
+        raise UnreadableFile("not a regular file")
+    return handle
 
 
 # --- typed cells as text -------------------------------------------------------------
@@ -216,12 +218,22 @@ def detect_separator(header_line: str) -> str:
     return separator if counts[separator] else ";"
 
 
-def _read_csv(data: bytes) -> ReadResult:
-    encoding = detect_encoding(data[:_SNIFF_BYTES])
+def _read_csv(handle: BinaryIO) -> ReadResult:
+    """A UTF-8 file is looked at through a memory map and polars reads it from the open
+    file (no copy in Python); any other encoding is decoded into UTF-8 bytes first."""
+    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        return _read_csv_as(data, encoding)
-    except _NotUtf8:  # valid UTF-8 at the start, not further on: a Windows-1252 file
-        return _read_csv_as(data, "cp1252")
+        encoding = detect_encoding(mapped[:_SNIFF_BYTES])
+        if encoding in ("utf-8", "utf-8-sig"):
+            try:
+                return _read_csv_as(mapped, encoding, handle)
+            except _NotUtf8:  # valid UTF-8 at the start, not further on: a Windows-1252 file
+                encoding = "cp1252"
+        data = mapped[:]
+    finally:
+        with contextlib.suppress(BufferError):  # a view still held (by an error's traceback) closes later
+            mapped.close()
+    return _read_csv_as(_utf8_text(data, encoding), encoding)
 
 
 def _utf8_text(data: bytes, encoding: str) -> bytes:
@@ -234,9 +246,9 @@ def _utf8_text(data: bytes, encoding: str) -> bytes:
         raise UnreadableFile(f"not valid {encoding}: undecodable bytes on line {line}") from None
 
 
-def _read_csv_as(data: bytes, encoding: str) -> ReadResult:
-    original = _utf8_text(data, encoding)
-    start = len(codecs.BOM_UTF8) if original.startswith(codecs.BOM_UTF8) else 0
+def _read_csv_as(original: bytes | mmap.mmap, encoding: str, handle: BinaryIO | None = None) -> ReadResult:
+    """Read UTF-8 text (`handle`: the open file that holds it unchanged)."""
+    start = len(codecs.BOM_UTF8) if original[:3] == codecs.BOM_UTF8 else 0
     line_ends = _count_line_ends(np.frombuffer(original, dtype=np.uint8))
     first_end = _LINE_END.search(original, start)
     first_line = original[start : first_end.start() if first_end else len(original)]
@@ -252,14 +264,14 @@ def _read_csv_as(data: bytes, encoding: str) -> ReadResult:
         first_line = text[: text.index(b"\n")]
     separator = detect_separator(first_line.decode("utf-8", "replace"))
     try:
-        frame = _read_csv_text(text, separator)
+        frame = _read_csv_text(handle if text is original and handle else text, separator)
     except pl.exceptions.PolarsError:
         if encoding == "utf-8" and not _is_utf8(text):
             raise _NotUtf8 from None
         raise UnreadableFile(_csv_failure(original, start)) from None
 
     if records is None:
-        one_line_per_record = line_ends.lf == frame.height + (1 if text.endswith(b"\n") else 0)
+        one_line_per_record = line_ends.lf == frame.height + (1 if text[-1:] == b"\n" else 0)
         if one_line_per_record and not _may_have_blank_rows(frame):  # the usual file
             return ReadResult(_with_lines(frame), "csv", encoding, separator)
         # Blank lines that polars read as rows, or quoted line breaks: where is each record?
@@ -272,11 +284,15 @@ def _read_csv_as(data: bytes, encoding: str) -> ReadResult:
     return ReadResult(_with_lines(frame.filter(pl.Series(keep)), pl.Series(lines[keep])), "csv", encoding, separator)
 
 
-def _read_csv_text(source: bytes, separator: str) -> pl.DataFrame:
+def _read_csv_text(source: bytes | BinaryIO, separator: str) -> pl.DataFrame:
     """All fields as text. Read a little wider than the header so that a row with too
     many fields is caught (its surplus goes to EXTRA_FIELDS) rather than cut silently."""
+    if not isinstance(source, bytes):
+        source.seek(0)
     header = column_names(pl.read_csv(source, separator=separator, infer_schema=False, quote_char='"', n_rows=0).columns)
     width = len(header) + _EXTRA_WIDTH
+    if not isinstance(source, bytes):
+        source.seek(0)
     frame = pl.read_csv(
         source, separator=separator, has_header=False, infer_schema=False, quote_char='"',
         schema={f"_field{i}": pl.String for i in range(width)}, missing_columns="insert", truncate_ragged_lines=True,
@@ -395,9 +411,9 @@ def _lf_ended(text: bytes, records: _Records, first: int) -> bytes:
     return joined if ends[-1] < n else joined + b"\n"
 
 
-def _is_utf8(text: bytes) -> bool:
+def _is_utf8(text: bytes | mmap.mmap) -> bool:
     try:
-        text.decode("utf-8")
+        str(text, "utf-8")
     except UnicodeDecodeError:
         return False
     return True
