@@ -173,23 +173,23 @@ class RunLock:
 
     The holder writes its PID, start time and Dagster run id into the file, so that a run
     that has to wait can name it. The kernel drops the lock when the holder's process
-    ends, however it ends. Re-entrant within a process: the command line takes the lock
-    and the run's resource takes it again (adding the run id)."""
+    ends, however it ends. Re-entrant for the same run id within a process: the command
+    line takes the lock for the run it is about to start, and the run's resource takes
+    it again; another run, in this process or another, waits."""
 
     def __init__(self, files: WarehouseFiles) -> None:
         self.files = files
         self.path = files.lock_file
+        self._taken = 0  # acquires of this object not yet released
 
     def acquire(self, wait_seconds: float, run_id: str | None = None, on_wait: Callable[[str], None] | None = None) -> None:
         """Take the lock, waiting up to `wait_seconds` for another run; RunLockedError after that.
         `on_wait` is told once, with the holder's description, when the wait begins."""
         with _held_guard:
             held = _held.get(self.path)
-            if held:
+            if held and run_id is not None and held.details["dagster_run_id"] == run_id:
                 held.depth += 1
-                if run_id and not held.details.get("dagster_run_id"):
-                    held.details["dagster_run_id"] = run_id
-                    _write_details(held.fd, held.details)
+                self._taken += 1
                 return
         fd = self._open()
         deadline = time.monotonic() + wait_seconds
@@ -221,8 +221,12 @@ class RunLock:
         _write_details(fd, details)
         with _held_guard:
             _held[self.path] = _Held(fd, 1, details)
+        self._taken += 1
 
     def release(self) -> None:
+        if not self._taken:
+            return
+        self._taken -= 1
         with _held_guard:
             held = _held.get(self.path)
             if not held:
@@ -234,12 +238,6 @@ class RunLock:
         os.ftruncate(held.fd, 0)  # a waiting run names no run that has finished
         fcntl.flock(held.fd, fcntl.LOCK_UN)
         os.close(held.fd)
-
-    def __enter__(self) -> "RunLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
     def _open(self) -> int:
         try:

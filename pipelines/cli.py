@@ -9,7 +9,6 @@ The run is recorded in the Dagster instance of DAGSTER_HOME, by default this rep
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import re
@@ -160,7 +159,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     lock.acquire(settings.run_lock_wait_seconds, run_id=run_id, on_wait=lambda holder: print(
         f"waiting for the run holding {published} ({holder}) to finish, up to {settings.run_lock_wait_seconds:g} s ...", flush=True
     ))
-    with lock:
+    try:
         _check_something_to_ingest(files, landing)
         state.claim_key(files, key)
         defs = build_definitions(str(landing), str(published))
@@ -172,6 +171,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if args.debug else "CRITICAL"}}}},
             )
             failure = run_failure(result, published, debug=args.debug)
+    finally:
+        lock.release()
     if failure:
         raise failure
     for line in _error_checks(result):
@@ -214,9 +215,9 @@ def run_failure(result, published: Path, debug: bool = False) -> OperatorError |
         if debug and error:
             print(error.to_string(), file=sys.stderr)
         cause = _operator_cause(error)
-        if cause:
-            failure = _error_of_class(cause.cls_name, _message(cause))
-            failure.args = (f"{failure.args[0]} (Dagster run {result.run_id})",)
+        if cause:  # our own one-line message, built from masked parts
+            failure = OperatorError(f"{_message(cause, mask=False)} (Dagster run {result.run_id})")
+            failure.exit_code = EXIT_CODES[cause.cls_name]
             return failure
         innermost = _innermost(error)
         return OperatorError(
@@ -250,19 +251,13 @@ def _innermost(error):
     return list(_chain(error))[-1]
 
 
-def _message(error) -> str:
-    """An error's message without its class name, on one line, personal data masked."""
-    text = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip())
-    text = one_line(text)
-    if len(text) > MAX_MESSAGE:
-        text = text[:MAX_MESSAGE] + " ..."
-    return mask_string(text)
-
-
-def _error_of_class(cls_name: str, message: str) -> OperatorError:
-    failure = OperatorError(message)
-    failure.exit_code = EXIT_CODES[cls_name]
-    return failure
+def _message(error, mask: bool = True) -> str:
+    """An error's message without its class name, on one line; another library's message
+    is shortened and has personal data masked (it may quote what it read)."""
+    text = one_line(re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip()))
+    if not mask:
+        return text
+    return mask_string(text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " ...")
 
 
 def _error_checks(result) -> list[str]:

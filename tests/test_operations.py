@@ -218,6 +218,26 @@ def test_a_second_run_waits_for_the_first_then_stops_naming_it(tmp_path):
         assert instance.get_run_by_id(RUN_ID.search(out)[1]).status == dg.DagsterRunStatus.SUCCESS
 
 
+def test_the_run_lock_is_shared_by_one_run_only(tmp_path):
+    """The command line and its run's resource share the lock (same run id); another run,
+    even in the same process, waits and is told who holds it; a finished run leaves no name."""
+    files = warehouse_files(tmp_path / "m.duckdb")
+    command, resource, other = RunLock(files), RunLock(files), RunLock(files)
+    command.acquire(0, run_id="run-1")
+    resource.acquire(0, run_id="run-1")
+    with pytest.raises(RunLockedError, match=f"PID {os.getpid()}, started .*, Dagster run run-1; waited 0.1 s"):
+        other.acquire(0.1, run_id="run-2")
+    resource.release()
+    with pytest.raises(RunLockedError):
+        other.acquire(0, run_id="run-2")
+    other.release()  # it holds nothing: no effect
+    command.release()
+    assert files.lock_file.read_text() == ""
+    other.acquire(0, run_id="run-2")
+    assert '"dagster_run_id": "run-2"' in files.lock_file.read_text()
+    other.release()
+
+
 HOLDER = """
 import sys, duckdb
 con = duckdb.connect(sys.argv[1]) if sys.argv[2] == "duckdb" else None
