@@ -37,10 +37,12 @@ profile: setup
 screenshots: setup
 	$(BIN)/python -m dashboards.screenshots
 
-# Regenerate the committed sample landing folder (deterministic).
+# Regenerate the committed sample landing folder (deterministic) and the manifest of its
+# SHA-256 digests, data/sample.sha256: the demo key serves only these files.
 sample: setup
 	rm -rf data/sample
 	$(BIN)/keha-maksatus sample --out data/sample
+	$(BIN)/python -c "from keha_maksatus.privacy import write_sample_manifest; write_sample_manifest()"
 
 clean:
 	rm -rf warehouse .dagster build

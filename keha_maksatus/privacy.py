@@ -11,9 +11,11 @@ import duckdb
 import polars as pl
 
 KEY_ENV = "KEHA_PSEUDONYM_KEY"
-# Used only when the landing folder is the bundled sample data (see resolve_key).
+# Used only when every export file of the landing folder is a bundled sample file (see resolve_key).
 DEMO_KEY = b"keha-maksatus-demo-key-for-bundled-sample-data-only"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+# The SHA-256 of each bundled sample file, as `sha256sum` writes them (`make sample` rewrites it).
+SAMPLE_MANIFEST = SAMPLE_DIR.parent / "sample.sha256"
 
 # Country codes of the IBAN registry and each country's IBAN length.
 IBAN_LENGTHS = {
@@ -43,31 +45,41 @@ def _iban_pattern() -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
-# A phone number may not follow a letter, digit, `_`, `/` or `-` (ids such as
-# `H0123456` or `2022-0123456` are no phone numbers); that character is kept.
-_PHONE_LEFT = r"(^|[^0-9A-Za-z_/-])"
-# After the area code (`040`, `(09)`): 5 or more digits, single spaces, dots or dashes
-# between them; a dot, slash or dash right after the area code needs 3 digits next,
-# so that dates (`01.03.2022`) and times (`09.30-10.30`) are no phone numbers.
-_SUBSCRIBER = r"(?: ?[0-9]{2}(?:[ .-]?[0-9]){3,}| ?[-/.] ?[0-9]{3}(?:[ .-]?[0-9]){2,})"
+# A phone number may not follow a letter, digit, `_`, `/` or `-`, nor a dot after a
+# digit (ids such as `H0123456` or `2022-0123456`, and the month of `01.03.2022 12:00`,
+# begin no phone number); that character is kept.
+_PHONE_LEFT = r"(^\.?|[^0-9A-Za-z_/.\-]|[^0-9]\.)"
+# After the area code (`040`, `(09)`) come the digits in groups: glued, after a space
+# (2 or more digits) or after a dash, slash or dot (3 or more), at least 4 digits, or 5
+# in one group. A slash or dot right after the area code takes exactly 3 digits and
+# another group. So dates (`01.03.2022`, `01/2022 12`), times (`09.30-10.30`) and
+# amounts (`2 010 000.00`; `1 234,50` after a phone number) are no phone numbers.
+_GROUP = r"(?: [0-9]{2,}|[-/.][0-9]{3,})"
+_SUBSCRIBER = (
+    f"(?: ?(?:[0-9]{{5,}}|[0-9]{{2,}}{_GROUP}+)"
+    f"| ?- ?(?:[0-9]{{5,}}|[0-9]{{3,}}{_GROUP}+)"
+    f"| ?[/.] ?[0-9]{{3}}{_GROUP}+)"
+)
 # After the country code (`+358`, `00358`, `+46`): an optional `(0)`, then 6 or more digits.
 _INTERNATIONAL = r"[1-9][0-9]{0,2}[ .-]?(?:\(0\) ?)?[1-9](?:[ ./-]?[0-9]){5,}"
-PHONE_PATTERN = (
-    f"(?:{_PHONE_LEFT}(?:0[1-9][0-9]{{0,3}}{_SUBSCRIBER}|00{_INTERNATIONAL})"
-    f"|\\(0[1-9][0-9]{{0,3}}\\){_SUBSCRIBER}|\\+{_INTERNATIONAL})"
-)
+# `+` after a digit is an identity code's century sign (`010180+1232`), no phone number.
+INTERNATIONAL_PHONE_PATTERN = f"(?:{_PHONE_LEFT}00|(^|[^0-9])\\+){_INTERNATIONAL}"
+DOMESTIC_PHONE_PATTERN = f"(?:{_PHONE_LEFT}0[1-9][0-9]{{0,3}}|\\(0[1-9][0-9]{{0,3}}\\)){_SUBSCRIBER}"
 
-# Personal identity codes (any century sign, glued to anything), business IDs (also
-# glued), e-mail addresses, IBANs and phone numbers, masked in this order: a code
-# inside an e-mail address goes with the address, and an identity code or business ID
-# is masked before its digits could be read as a phone number. Every pattern needs a
-# digit or an `@` (mask_column relies on it).
+# E-mail addresses, IBANs, phone numbers in international form, personal identity
+# codes (any century sign, glued to anything; no day is 00), business IDs (also glued)
+# and domestic phone numbers, masked in this order: a code inside an e-mail address goes
+# with the address, an IBAN's digits are not read as anything else, an international
+# number's digits (`0035840-1234567`) not as an identity code or business ID, and an
+# identity code's or business ID's digits (`010190-123A`) not as a domestic number.
+# Every pattern needs a digit or an `@` (mask_column relies on it).
 MASKS = (
     (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "[email]"),
-    (r"[0-9]{6}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]", "[hetu]"),
-    (r"[0-9]{7}-[0-9]", "[y-tunnus]"),
     (_iban_pattern(), "[iban]"),
-    (PHONE_PATTERN, "${1}[puhelin]"),
+    (INTERNATIONAL_PHONE_PATTERN, "${1}${2}[puhelin]"),
+    (r"(?:0[1-9]|[1-9][0-9])[0-9]{4}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]", "[hetu]"),
+    (r"[0-9]{7}-[0-9]", "[y-tunnus]"),
+    (DOMESTIC_PHONE_PATTERN, "${1}[puhelin]"),
 )
 # Any of them, for telling whether a text holds personal data at all.
 PERSONAL_DATA_PATTERN = "|".join(f"(?:{pattern})" for pattern, _ in MASKS)
@@ -78,21 +90,55 @@ class MissingKeyError(RuntimeError):
 
 
 def resolve_key(landing_dir: Path) -> tuple[bytes, bool]:
-    """The HMAC key from the environment; the demo key only for the bundled sample.
+    """The HMAC key from the environment; the demo key only for the bundled sample files.
 
-    Returns (key, is_demo). Raises MissingKeyError for any other landing folder
-    without a key, before anything is written.
-    """
+    Returns (key, is_demo). Without a key in the environment, every export file of the
+    landing folder (a regular file whose name has an export prefix) must be one of the
+    bundled sample files by content, wherever the folder is; otherwise MissingKeyError
+    names the first other file, before anything is written."""
     key = os.environ.get(KEY_ENV, "")
     if key:
         return key.encode("utf-8"), False
-    if Path(landing_dir).resolve() == SAMPLE_DIR:
-        return DEMO_KEY, True  # the caller warns
-    raise MissingKeyError(
-        f"{KEY_ENV} is not set. Customer ids are pseudonymised with a secret key from the "
-        f"environment; set {KEY_ENV} before ingesting {landing_dir} (the demo key serves only "
-        f"the bundled sample in {SAMPLE_DIR})."
-    )
+    from keha_maksatus import landing  # landing masks names with this module
+    from keha_maksatus.schemas import kind_of_file
+
+    bundled = sample_hashes()
+    exports = [item for item in landing.list_landing_files(landing_dir) if kind_of_file(item.name)]
+    for item in exports:
+        try:
+            known = landing.content_hash(item.path) in bundled
+        except OSError:
+            known = False
+        if not known:
+            raise MissingKeyError(
+                f"{KEY_ENV} is not set, and {item.logged_name} in {landing_dir} is not one of the bundled sample "
+                f"files: customer ids are pseudonymised with a secret key from the environment; set {KEY_ENV} "
+                f"before ingesting it (the demo key serves only the unchanged sample files of {SAMPLE_DIR})."
+            )
+    if not exports:
+        raise MissingKeyError(
+            f"{KEY_ENV} is not set and {landing_dir} holds no bundled sample file: set {KEY_ENV} (the demo key "
+            f"serves only the unchanged sample files of {SAMPLE_DIR})."
+        )
+    return DEMO_KEY, True  # the caller warns
+
+
+def sample_hashes(manifest: Path = SAMPLE_MANIFEST) -> set[str]:
+    """The SHA-256 digests listed in the sample manifest (none when it is missing)."""
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return set()
+    return {line.split()[0].lower() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def write_sample_manifest(sample_dir: Path = SAMPLE_DIR, manifest: Path = SAMPLE_MANIFEST) -> Path:
+    """List the SHA-256 of every file in the sample folder (`sha256sum -c` reads it)."""
+    from keha_maksatus import landing
+
+    files = sorted(p for p in Path(sample_dir).iterdir() if p.is_file() and not p.is_symlink())
+    manifest.write_text("".join(f"{landing.content_hash(p)}  {p.name}\n" for p in files), encoding="utf-8")
+    return manifest
 
 
 def pseudonym(key: bytes, customer_id: str) -> str:
@@ -168,10 +214,16 @@ class CustomerKeys:
 
 
 def mask_free_text(text: pl.Expr) -> pl.Expr:
-    """Free text with identity codes, business IDs, e-mails and phone numbers masked."""
+    """Free text with e-mail addresses, IBANs, identity codes, business IDs and phone
+    numbers masked (MASKS)."""
     for pattern, replacement in MASKS:
         text = text.str.replace_all(pattern, replacement)
     return text
+
+
+def holds_personal_data(text: pl.Expr) -> pl.Expr:
+    """Whether the text holds anything mask_free_text would mask (null for null)."""
+    return text.str.contains(PERSONAL_DATA_PATTERN)
 
 
 def mask_column(frame: pl.DataFrame, column: str) -> pl.DataFrame:

@@ -12,6 +12,7 @@ import polars as pl
 
 from keha_maksatus import parsing
 from keha_maksatus.identifiers import customer_id_validity, hetu_birth_date_validity
+from keha_maksatus.privacy import holds_personal_data
 
 INSTRUMENTS = ("palkkatuki", "starttiraha", "kulukorvaus", "rekrytointituki", "esr", "eakr", "muu")
 OUTCOMES = ("myönteinen", "kielteinen", "osittain myönteinen", "raukeaa")
@@ -74,6 +75,15 @@ def _unique_in_file(data: pa.PolarsData, column: str) -> pl.LazyFrame:
     return data.lazyframe.select(ids.is_null() | (pl.len().over(ids) == 1))
 
 
+PERSONAL_DATA_RULE = "personal_data"
+
+
+def _no_personal_data(data: pa.PolarsData) -> pl.LazyFrame:
+    """A code or id holding what free-text masking would mask (an identity code, business
+    ID, e-mail address, phone number or IBAN) fails, so that it never reaches core.*."""
+    return data.lazyframe.select((~holds_personal_data(pl.col(data.key))).fill_null(True))
+
+
 class DecisionModel(pa.DataFrameModel):
     """A payment application in one extract, after parsing."""
 
@@ -92,6 +102,10 @@ class DecisionModel(pa.DataFrameModel):
     @pa.dataframe_check(name="duplicate_id_in_file")
     def unique_id(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _unique_in_file(data, "hakemus_id")
+
+    @pa.check("hakemus_id", "tukimuoto", "yksikko", name=PERSONAL_DATA_RULE)
+    def no_personal_data(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _no_personal_data(data)
 
     @pa.check("asiakastunnus", name="checksum_hetu_or_ytunnus")
     def customer_id_checksum(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -143,6 +157,10 @@ class FeedbackModel(pa.DataFrameModel):
     @pa.dataframe_check(name="duplicate_id_in_file")
     def unique_id(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _unique_in_file(data, "vastaus_id")
+
+    @pa.check("vastaus_id", "kysely", "palvelu", "tukimuoto", "yksikko", "hakemus_id", "kieli", name=PERSONAL_DATA_RULE)
+    def no_personal_data(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _no_personal_data(data)
 
     @pa.dataframe_check(name="vastattu_not_after_extract_date")
     def answered_by_extract_date(cls, data: pa.PolarsData) -> pl.LazyFrame:

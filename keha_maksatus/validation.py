@@ -13,9 +13,9 @@ import pandera.polars as pa
 import polars as pl
 
 from keha_maksatus import parsing
-from keha_maksatus.privacy import mask_free_text
+from keha_maksatus.privacy import mask_free_text, mask_string
 from keha_maksatus.readers import EXTRA_FIELDS, LINE, UnreadableFile
-from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, RULE_NAMES, ExportKind
+from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, PERSONAL_DATA_RULE, RULE_NAMES, ExportKind
 
 RAGGED_COLUMN = "(extra fields)"
 _TYPED = "__typed_"  # prefix of the parsed twin of each text column
@@ -46,7 +46,7 @@ def validate_export(
     `spreadsheet`: the rows come from an .xlsx, whose date cells may hold serial numbers."""
     missing = [c for c in kind.required_columns if c not in frame.columns]
     if missing:
-        raise UnreadableFile(f"missing required columns: {', '.join(missing)} (found: {', '.join(c for c in frame.columns if c != LINE)})")
+        raise UnreadableFile(f"missing required columns: {', '.join(missing)} (found: {_found_columns(frame)})")
     extra = [c for c in frame.columns if c not in kind.column_names and c not in (LINE, EXTRA_FIELDS)]
     ragged = _ragged_rows(frame)
     frame = frame.with_columns(
@@ -75,6 +75,9 @@ def validate_export(
     schema_failures = schema_failures.filter(
         ~pl.col("rule").is_in(list(DATAFRAME_CHECK_COLUMNS)) | ~pl.col(LINE).is_in(parse_failures[LINE].implode())
     )
+    # A code or id holding personal data is rejected for that alone, not its other rules too.
+    personal = schema_failures.filter(pl.col("rule") == PERSONAL_DATA_RULE)
+    schema_failures = pl.concat([personal, schema_failures.join(personal.select(LINE, "column"), on=[LINE, "column"], how="anti")])
     failures = pl.concat([parse_failures, schema_failures])
     rejections = pl.concat([_attach_raw_values(failures, frame), ragged]).sort(LINE, "column")
 
@@ -82,6 +85,14 @@ def validate_export(
     if not rejections.is_empty():
         valid = valid.join(rejections.select(LINE).unique(), on=LINE, how="anti")
     return ValidationResult(valid=valid, rejections=rejections, rows_read=frame.height, extra_columns=extra)
+
+
+def _found_columns(frame: pl.DataFrame, shown: int = 20, width: int = 40) -> str:
+    """The file's column names for a message: masked, each cut to `width` characters, at
+    most `shown` of them (a header line may be any text, personal data included)."""
+    names = [c for c in frame.columns if c not in (LINE, EXTRA_FIELDS)]
+    cut = [name if len(name) <= width else name[: width - 1] + "…" for name in (mask_string(n) for n in names[:shown])]
+    return ", ".join(cut) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _parse(frame: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
@@ -147,7 +158,7 @@ def _schema_failures(typed: pl.DataFrame, kind: ExportKind) -> pl.DataFrame:
     schema_level = cases.filter(pl.col("index").is_null())
     if schema_level.height:
         # Types are set by our own parsers, so this is a bug, not bad input.
-        raise RuntimeError(f"schema-level validation failure on parsed {kind.name}: {schema_level.to_dicts()}")
+        raise RuntimeError(f"schema-level validation failure on parsed {kind.name}: {schema_level.select('column', 'check').to_dicts()}")
     lines = typed[LINE]
     return cases.select(
         pl.col("index").map_batches(lambda idx: lines.gather(idx.cast(pl.UInt32)), return_dtype=pl.Int64).alias(LINE),

@@ -65,9 +65,11 @@ def test_blocking_check_stops_the_publish_with_a_clear_message(tmp_path):
 def test_missing_key_outside_the_sample_stops_before_writing(tmp_path):
     landing = tmp_path / "landing"
     shutil.copytree(SAMPLE, landing)
+    edited = landing / "asiakaspalaute_2022-12-31.csv"  # a sample file edited is no sample file
+    edited.write_bytes(edited.read_bytes().replace(b"\r\n", b"\n"))
     published = tmp_path / "wh" / "maksatus.duckdb"
     done = run_cli("run", "--landing", str(landing), "--warehouse", str(published))
-    assert done.returncode == 2 and "KEHA_PSEUDONYM_KEY" in done.stderr
+    assert done.returncode == 2 and "KEHA_PSEUDONYM_KEY" in done.stderr and edited.name in done.stderr
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: ")
     assert not published.parent.exists()
 
