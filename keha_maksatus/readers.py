@@ -266,9 +266,13 @@ def _read_csv_as(original: bytes | mmap.mmap, encoding: str, handle: BinaryIO | 
     try:
         frame = _read_csv_text(handle if text is original and handle else text, separator)
     except pl.exceptions.PolarsError:
-        if encoding == "utf-8" and not _is_utf8(text):
+        bad_byte = _first_non_utf8(text)
+        if bad_byte is None:
+            raise UnreadableFile(_csv_failure(original, start)) from None
+        if encoding == "utf-8":
             raise _NotUtf8 from None
-        raise UnreadableFile(_csv_failure(original, start)) from None
+        line = len(_LINE_END.findall(text[:bad_byte])) + 1
+        raise UnreadableFile(f"not valid UTF-8 despite its byte-order mark: undecodable bytes on line {line}") from None
 
     if records is None:
         one_line_per_record = line_ends.lf == frame.height + (1 if text[-1:] == b"\n" else 0)
@@ -411,12 +415,13 @@ def _lf_ended(text: bytes, records: _Records, first: int) -> bytes:
     return joined if ends[-1] < n else joined + b"\n"
 
 
-def _is_utf8(text: bytes | mmap.mmap) -> bool:
+def _first_non_utf8(text: bytes | mmap.mmap) -> int | None:
+    """Where the text stops being UTF-8, if it does."""
     try:
         str(text, "utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    except UnicodeDecodeError as error:
+        return error.start
+    return None
 
 
 def _csv_failure(text: bytes, start: int) -> str:
