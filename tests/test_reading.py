@@ -371,6 +371,7 @@ def _broken_files() -> dict[str, bytes]:
         "unclosed_quote.csv": f'{DECISION_HEADER}\n{row}\nH2;"{SECRET} {EMAIL}\n'.encode(),
         "text_after_quote.csv": f'{DECISION_HEADER}\nH1;"{SECRET}"{EMAIL};x\n{row}\n'.encode(),
         "quote_inside_field.csv": f'{DECISION_HEADER}\nH1;ab"{SECRET};{EMAIL}\n'.encode(),
+        "bom_but_not_utf8.csv": b"\xef\xbb\xbf" + f"{DECISION_HEADER}\n{row}\n".encode() * 2000 + b"\xe4" + SECRET.encode() + b"\n",
         "undefined_cp1252.csv": f"{DECISION_HEADER}\n{row}\n".encode() + b"\x81\x8d " + SECRET.encode() + b"\xe4\n",
         "odd_utf16.csv": b"\xff\xfe" + f"{DECISION_HEADER}\n{SECRET}".encode("utf-16-le") + b"\x00\xd8",
         "garbage.xlsx": b"PK\x03\x04" + f"{SECRET} {EMAIL}".encode() * 20,
