@@ -31,7 +31,7 @@ from keha_maksatus.config import Settings
 from keha_maksatus.privacy import CustomerKeys, mask_column
 from keha_maksatus.readers import ReadResult, UnreadableFile, read_export
 from keha_maksatus.schemas import ExportKind, kind_of_file
-from keha_maksatus.validation import ValidationResult, validate_export
+from keha_maksatus.validation import ValidationResult, validate_read
 
 INGESTED = "ingested"
 QUARANTINED = "quarantined"
@@ -138,7 +138,7 @@ def prepare_file(item: landing.LandingFile, digest: str, today: dt.date | None =
         return prepared
     try:
         read = read_export(item.path)
-        result = validate_export(read.frame, kind, extract_date, spreadsheet=read.file_format == "xlsx")
+        result = validate_read(read, kind, extract_date)
     except UnreadableFile as error:
         prepared.error = str(error)
         return prepared

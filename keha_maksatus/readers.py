@@ -55,6 +55,7 @@ class ReadResult:
     file_format: str  # csv, xlsx or parquet
     encoding: str | None = None
     separator: str | None = None
+    timestamp_columns: tuple[str, ...] = ()  # columns that came typed as date-times (Parquet)
 
 
 def normalise_header(name: str) -> str:
@@ -79,7 +80,7 @@ def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
             data = handle.read()
             if suffix in EXCEL_SUFFIXES:
                 return ReadResult(_read_excel(data), "xlsx")
-            return ReadResult(_read_parquet(data), "parquet")
+            return _read_parquet(data)
         except UnreadableFile:
             raise
         except BaseException as error:  # any library failure (a Rust panic included) means: not readable
@@ -448,5 +449,7 @@ def _read_excel(data: bytes) -> pl.DataFrame:
     return text.filter(~pl.all_horizontal(pl.exclude(LINE).is_null()))
 
 
-def _read_parquet(data: bytes) -> pl.DataFrame:
-    return _with_lines(_typed_as_text(pl.read_parquet(data)))
+def _read_parquet(data: bytes) -> ReadResult:
+    frame = pl.read_parquet(data)
+    timestamps = tuple(name for name, dtype in zip(column_names(frame.columns), frame.dtypes) if isinstance(dtype, pl.Datetime))
+    return ReadResult(_with_lines(_typed_as_text(frame)), "parquet", timestamp_columns=timestamps)

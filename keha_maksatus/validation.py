@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Collection
 
 import pandera.polars as pa
 import polars as pl
 
 from keha_maksatus import parsing
 from keha_maksatus.privacy import mask_free_text, mask_string
-from keha_maksatus.readers import EXTRA_FIELDS, LINE, UnreadableFile
+from keha_maksatus.readers import EXTRA_FIELDS, LINE, ReadResult, UnreadableFile
 from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, PERSONAL_DATA_RULE, RULE_NAMES, ExportKind
 
 RAGGED_COLUMN = "(extra fields)"
@@ -38,12 +39,22 @@ class ValidationResult:
         return self.valid.height
 
 
+def validate_read(read: ReadResult, kind: ExportKind, extract_date: dt.date) -> ValidationResult:
+    """Validate what readers.read_export read, as its format asks."""
+    return validate_export(
+        read.frame, kind, extract_date, spreadsheet=read.file_format == "xlsx", timestamp_columns=read.timestamp_columns
+    )
+
+
 def validate_export(
-    frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date, spreadsheet: bool = False
+    frame: pl.DataFrame, kind: ExportKind, extract_date: dt.date, spreadsheet: bool = False,
+    timestamp_columns: Collection[str] = (),
 ) -> ValidationResult:
     """Validate an all-text frame (as from readers.read_export) of the given kind.
 
-    `spreadsheet`: the rows come from an .xlsx, whose date cells may hold serial numbers."""
+    `spreadsheet`: the rows come from an .xlsx, whose date cells may hold serial numbers.
+    `timestamp_columns`: columns that came typed as timestamps (Parquet); in a date
+    column such a timestamp is its date, whatever its time of day."""
     missing = [c for c in kind.required_columns if c not in frame.columns]
     if missing:
         raise UnreadableFile(f"missing required columns: {', '.join(missing)} (found: {_found_columns(frame)})")
@@ -54,6 +65,8 @@ def validate_export(
     ).select(LINE, *kind.column_names)
     if spreadsheet:
         frame = frame.with_columns(parsing.excel_serial_as_iso(c) for c in kind.date_columns)
+    typed_dates = [c.name for c in kind.columns if c.parse is parsing.parse_date and c.name in timestamp_columns]
+    frame = frame.with_columns(pl.col(c).str.slice(0, 10) for c in typed_dates)
 
     # Parse every column once; a cell with content that parses to null is a rejection.
     parsed = _parse(frame, kind)

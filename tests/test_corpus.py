@@ -26,7 +26,7 @@ from keha_maksatus.publish import output_folders, publish
 from keha_maksatus.readers import read_export
 from keha_maksatus.report import write_report
 from keha_maksatus.schemas import kind_of_file
-from keha_maksatus.validation import validate_export
+from keha_maksatus.validation import validate_read
 
 from conftest import build_working, quality_row
 from output_scan import formula_cells, output_texts, personal_data_in
@@ -51,7 +51,7 @@ def latest_valid_rows(con, landing: Path, kind: str, id_column: str) -> dict[str
     for digest, file_id, extract_date in used:
         path = by_hash[digest]
         read = read_export(path)
-        valid = validate_export(read.frame, kind_of_file(path.name), extract_date, spreadsheet=read.file_format == "xlsx").valid
+        valid = validate_read(read, kind_of_file(path.name), extract_date).valid
         for row in valid.to_dicts():
             key = (os.fsencode(path.name), file_id)
             if row[id_column] not in latest or key > latest[row[id_column]]["_key"]:

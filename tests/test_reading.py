@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from keha_maksatus import readers
 from keha_maksatus.readers import UnreadableFile, read_export
 from keha_maksatus.schemas import DECISIONS, FEEDBACK
-from keha_maksatus.validation import validate_export
+from keha_maksatus.validation import validate_export, validate_read
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, decision, response, write_export
 
@@ -119,7 +119,7 @@ def _decisions_frame(**columns) -> pl.DataFrame:
 def _validated_parquet(tmp_path, frame: pl.DataFrame, kind=DECISIONS):
     path = tmp_path / f"{kind.prefix}2022-06-30.parquet"
     frame.write_parquet(path)
-    return validate_export(read_export(path).frame, kind, EXTRACT)
+    return validate_read(read_export(path), kind, EXTRACT)
 
 
 def test_parquet_dates_and_timestamps_naive_and_time_zone_aware(tmp_path):
@@ -140,13 +140,19 @@ def test_parquet_dates_and_timestamps_naive_and_time_zone_aware(tmp_path):
 
 
 @pytest.mark.parametrize("time_unit", ["ms", "us", "ns"])
-def test_parquet_naive_midnight_is_a_date_other_times_are_rejected(tmp_path, time_unit):
-    moments = [dt.datetime(2022, 2, 15), dt.datetime(2022, 2, 15, 10, 30), dt.datetime(2022, 2, 15, 0, 0, 0, 1000)]
+def test_parquet_timestamp_in_a_date_column_is_its_date_whatever_the_time(tmp_path, time_unit):
+    # The contract: a typed date or timestamp is a date (the midnight rule is for text).
+    moments = [dt.datetime(2022, 2, 15), dt.datetime(2022, 2, 15, 10, 30), dt.datetime(2022, 2, 15, 23, 59, 59, 1000)]
     frame = _decisions_frame(paatetty=pl.Series(moments, dtype=pl.Datetime(time_unit)), paatos=["myönteinen"] * 3)
     result = _validated_parquet(tmp_path, frame)
-    assert result.valid["hakemus_id"].to_list() == ["H1"]
-    assert result.valid["paatetty"].to_list() == [dt.date(2022, 2, 15)]
-    assert rejected(result) == {(3, "paatetty", "date_format"), (4, "paatetty", "date_format")}
+    assert rejected(result) == set()
+    assert result.valid["paatetty"].to_list() == [dt.date(2022, 2, 15)] * 3
+
+
+def test_text_date_time_in_a_parquet_date_column_keeps_the_midnight_rule(tmp_path):
+    frame = _decisions_frame(paatetty=["2022-02-15 00:00:00", "2022-02-15 10:30:00", "15.2.2022"], paatos=["myönteinen"] * 3)
+    result = _validated_parquet(tmp_path, frame)
+    assert rejected(result) == {(3, "paatetty", "date_format")}
 
 
 def test_parquet_time_zone_aware_date_time_of_a_response_in_helsinki_time(tmp_path):
