@@ -178,6 +178,23 @@ def test_file_quarantined_whole_is_an_error_but_the_run_goes_on(tmp_path):
         con.close()
 
 
+def test_links_and_folders_are_logged_skipped_without_failing_the_file_check(tmp_path):
+    landing, published = small_landing(tmp_path / "landing"), tmp_path / "wh" / "maksatus.duckdb"
+    outside = write_export(tmp_path / "elsewhere", D.format("2022-12-31"), DECISION_HEADER, [decision("X1", "1.1.2022")])
+    (landing / D.format("2023-01-31")).symlink_to(outside)
+    (landing / D.format("2023-02-28")).mkdir()
+    result = materialize(landing, published)
+    assert result.success
+    assert checks(result)["no_file_quarantined_whole"].passed
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        log = dict(con.execute("SELECT file_name, status FROM quality.ingest_log").fetchall())
+        assert log[D.format("2023-01-31")] == log[D.format("2023-02-28")] == "skipped"
+        assert con.execute("SELECT count(*) FROM core.decisions WHERE hakemus_id = 'X1'").fetchall()[0][0] == 0
+    finally:
+        con.close()
+
+
 def test_blocking_check_keeps_yesterdays_warehouse(tmp_path):
     landing, published = small_landing(tmp_path / "landing"), tmp_path / "wh" / "maksatus.duckdb"
     assert materialize(landing, published).success

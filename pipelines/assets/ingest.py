@@ -5,7 +5,7 @@ pseudonymised and merged into the current state, in one step."""
 import dagster as dg
 import polars as pl
 
-from keha_maksatus.ingest import DUPLICATE, INGESTED, ingest_landing
+from keha_maksatus.ingest import DUPLICATE, INGESTED, SKIPPED, ingest_landing
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
@@ -50,9 +50,13 @@ def ingest_landing_folder(context: dg.AssetExecutionContext, warehouse: Warehous
         ],
         schema={"file": pl.String, "status": pl.String, "read": pl.Int64, "valid": pl.Int64, "rejected": pl.Int64, "reason": pl.String},
     )
-    held_back = [o for o in outcomes if o.status not in (INGESTED, DUPLICATE)]
+    # A link or folder in the landing folder is no export: logged and warned of, not held back.
+    held_back = [o for o in outcomes if o.status not in (INGESTED, DUPLICATE, SKIPPED)]
     for outcome in held_back:
         context.log.error(f"{outcome.file_name}: {outcome.status}: {outcome.reason}")
+    for outcome in outcomes:
+        if outcome.status == SKIPPED:
+            context.log.warning(f"{outcome.file_name}: skipped: {outcome.reason}")
     yield dg.MaterializeResult(
         asset_key="ingested_files",
         metadata={
