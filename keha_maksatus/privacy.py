@@ -55,9 +55,10 @@ _PHONE_LEFT = r"(^\.?|[^0-9A-Za-z_/.\-]|[^0-9]\.)"
 # another group. So dates (`01.03.2022`, `01/2022 12`), times (`09.30-10.30`) and
 # amounts (`2 010 000.00`; `1 234,50` after a phone number) are no phone numbers.
 _GROUP = r"(?: [0-9]{2,}|[-/.][0-9]{3,})"
+# (Grouped forms first: the regex takes the first alternative that matches, not the longest.)
 _SUBSCRIBER = (
-    f"(?: ?(?:[0-9]{{5,}}|[0-9]{{2,}}{_GROUP}+)"
-    f"| ?- ?(?:[0-9]{{5,}}|[0-9]{{3,}}{_GROUP}+)"
+    f"(?: ?(?:[0-9]{{2,}}{_GROUP}+|[0-9]{{5,}})"
+    f"| ?- ?(?:[0-9]{{3,}}{_GROUP}+|[0-9]{{5,}})"
     f"| ?[/.] ?[0-9]{{3}}{_GROUP}+)"
 )
 # After the country code (`+358`, `00358`, `+46`): an optional `(0)`, then 6 or more digits.

@@ -150,8 +150,9 @@ TEXT_CHARS = st.one_of(
     st.characters(exclude_categories=("Cs",), exclude_characters="@"),
 )
 AFFIX = st.text(TEXT_CHARS, max_size=6)
-# A phone number may not follow a letter, digit, `_`, `/` or `-` (ids are no phone numbers).
-PHONE_PREFIX = AFFIX.filter(lambda text: not re.search(r"[0-9A-Za-z_/-]$", text))
+# A phone number may not follow a letter, digit, `_`, `/` or `-` (ids are no phone numbers),
+# nor a dot after a digit (`1.3.2022`, `0.05`).
+PHONE_PREFIX = AFFIX.filter(lambda text: not re.search(r"[0-9A-Za-z_/-]$|[0-9]\.$", text))
 
 
 def ascii_digits(text: str) -> int:
