@@ -28,7 +28,7 @@ import polars as pl
 
 from keha_maksatus import failpoints, landing, warehouse
 from keha_maksatus.config import Settings
-from keha_maksatus.privacy import CustomerKeys, mask_column
+from keha_maksatus.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, sample_hashes
 from keha_maksatus.readers import ReadResult, UnreadableFile, read_export
 from keha_maksatus.schemas import ExportKind, kind_of_file
 from keha_maksatus.validation import ValidationResult, validate_read
@@ -71,6 +71,9 @@ def ingest_landing(
     recorded = warehouse.recorded_hashes(con)
     logged = warehouse.logged_entries(con)
     ingested_before, logged_before = set(known), set(logged)
+    # The demo key was granted for the bundled sample files alone; a file that lands
+    # after that check is not stored under it.
+    demo_files = sample_hashes() if key == DEMO_KEY else None
 
     def prepare(item: landing.LandingFile) -> PreparedFile:
         if item.skip_reason is not None:
@@ -81,6 +84,8 @@ def ingest_landing(
             return PreparedFile(item, None, error=_cannot_open(error))
         if digest in ingested_before or ("content", item.name_order, digest) in logged_before:
             return PreparedFile(item, digest)  # nothing new to read
+        if demo_files is not None and kind_of_file(item.name) and digest not in demo_files:
+            return PreparedFile(item, digest, error=f"not a bundled sample file: the demo key serves only those; set {KEY_ENV}")
         return prepare_file(item, digest, today)
 
     customers = CustomerKeys(con, key)

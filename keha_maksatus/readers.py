@@ -25,6 +25,8 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
+from keha_maksatus.privacy import mask_string
+
 LINE = "line"
 EXTRA_FIELDS = "_extra_fields"  # fields beyond the header's width, joined; null on a regular row
 _EXTRA_WIDTH = 2  # how many surplus fields are read to detect (and keep) a ragged row
@@ -116,7 +118,7 @@ def column_names(raw_names: list[str]) -> list[str]:
     names = [f"{n} (in file)" if n in (LINE, EXTRA_FIELDS) else n for n in names]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise UnreadableFile(f"duplicate column names in header: {', '.join(duplicated)}")
+        raise UnreadableFile(f"duplicate column names in header: {mask_string(', '.join(duplicated))}")
     return names
 
 

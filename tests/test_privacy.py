@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from keha_maksatus import privacy, warehouse
+from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import ingest_landing
 from keha_maksatus.readers import UnreadableFile, read_export
 from keha_maksatus.schemas import DECISIONS, FEEDBACK
 from keha_maksatus.validation import validate_export
@@ -242,6 +244,22 @@ def test_any_other_export_file_needs_the_key(monkeypatch, tmp_path, change):
     assert privacy.KEY_ENV in str(raised.value) and other.name in str(raised.value)
     monkeypatch.setenv(privacy.KEY_ENV, "secret")
     assert privacy.resolve_key(landing) == (b"secret", False)
+
+
+def test_a_file_landing_after_the_demo_key_was_granted_is_not_stored_under_it(monkeypatch, tmp_path):
+    monkeypatch.delenv(privacy.KEY_ENV, raising=False)
+    landing = _sample_copy(tmp_path)
+    assert privacy.resolve_key(landing) == (privacy.DEMO_KEY, True)
+    late = write_export(landing, "maksatuspaatokset_2023-01-31.csv", DECISION_HEADER, [decision("LATE1", "1.2.2022")])
+    con = warehouse.connect(tmp_path / "work")
+    try:
+        ingest_landing(con, landing, privacy.DEMO_KEY, load_settings())
+        status, reason = con.execute("SELECT status, reason FROM quality.ingest_log WHERE file_name = ?", [late.name]).fetchall()[0]
+        assert status == "unreadable" and privacy.KEY_ENV in reason
+        assert con.execute("SELECT count(*) FROM core.decisions WHERE hakemus_id = 'LATE1'").fetchall()[0][0] == 0
+        assert con.execute("SELECT count(*) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0] == 6
+    finally:
+        con.close()
 
 
 def test_a_file_name_in_the_key_message_is_masked(monkeypatch, tmp_path):
