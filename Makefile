@@ -42,7 +42,7 @@ screenshots: setup
 sample: setup
 	rm -rf data/sample
 	$(BIN)/keha-maksatus sample --out data/sample
-	$(BIN)/python -c "from keha_maksatus.privacy import write_sample_manifest; write_sample_manifest()"
+	$(BIN)/python -c "from keha_maksatus.ingest.privacy import write_sample_manifest; write_sample_manifest()"
 
 clean:
 	rm -rf warehouse .dagster build

@@ -12,11 +12,11 @@ import duckdb
 import plotly.graph_objects as go
 import polars as pl
 
-from keha_maksatus import finnish as fi
+from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
-from keha_maksatus.disclosure import SUPPRESSED_FI
+from keha_maksatus.outputs.disclosure import SUPPRESSED_FI
 from keha_maksatus.kpi import MIN_CELL_RESPONSES
-from keha_maksatus.rendering import plotly_text
+from keha_maksatus.outputs.rendering import plotly_text
 
 BLUE, ORANGE, GREY, RED = "#003580", "#e07b00", "#8c8c8c", "#b00020"
 

@@ -2,7 +2,7 @@
 
 plotly.js is written once beside the pages (plotly.min.js); pages load it by relative
 path, so the folder works from disk with no network. Pages come from the autoescaping
-template keha_maksatus/templates/dashboard.html; the figures' div fragments are plotly's
+template keha_maksatus/outputs/templates/dashboard.html; the figures' div fragments are plotly's
 own output (their data JSON-escaped by plotly), inserted as trusted HTML.
 """
 
@@ -19,9 +19,9 @@ from plotly.offline import get_plotlyjs
 
 from dashboards import figures
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
-from keha_maksatus.disclosure import open_for_people
-from keha_maksatus.publish import new_build_directory, replace_directory
-from keha_maksatus.rendering import render_template
+from keha_maksatus.outputs.disclosure import open_for_people
+from keha_maksatus.outputs.publish import new_build_directory, replace_directory
+from keha_maksatus.outputs.rendering import render_template
 
 PLOTLY_JS = "plotly.min.js"
 

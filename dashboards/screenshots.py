@@ -14,8 +14,8 @@ from playwright.sync_api import sync_playwright
 
 from dashboards.pages import PAGES
 from keha_maksatus.config import DEFAULT_WAREHOUSE, REPO_ROOT
-from keha_maksatus.publish import output_folders
-from keha_maksatus.report import REPORT_NAME
+from keha_maksatus.outputs.publish import output_folders
+from keha_maksatus.outputs.report import REPORT_NAME
 
 # Headless Chromium on a machine without network or display.
 CHROMIUM_ARGS = [

@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 import xlsxwriter
 
-from keha_maksatus.identifiers import HETU_CHECK_CHARS, YTUNNUS_WEIGHTS
-from keha_maksatus.schemas import INSTRUMENTS
+from keha_maksatus.ingest.identifiers import HETU_CHECK_CHARS, YTUNNUS_WEIGHTS
+from keha_maksatus.ingest.schemas import INSTRUMENTS
 
 CHUNK_ROWS = 250_000
 INSTRUMENT_WEIGHTS = (0.30, 0.25, 0.15, 0.08, 0.10, 0.07, 0.05)

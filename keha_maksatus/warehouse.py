@@ -4,7 +4,7 @@ state of every application and response.
 The working file (`warehouse.duckdb` in the warehouse's own state folder, see state.py)
 holds exactly what is published: the ingest log and quarantine (`quality.*`), the current
 state (`core.*`, merged file by file as each file is ingested), the KPI tables (`kpi.*`)
-and `meta.*`. Publishing copies it, so analysts never open it (publish.py).
+and `meta.*`. Publishing copies it, so analysts never open it (outputs/publish.py).
 """
 
 from __future__ import annotations

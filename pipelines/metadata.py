@@ -6,7 +6,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from keha_maksatus.rendering import markdown_text
+from keha_maksatus.outputs.rendering import markdown_text
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 20) -> dg.MetadataValue:

@@ -11,8 +11,8 @@ from pydantic import PrivateAttr
 
 from keha_maksatus import state, warehouse
 from keha_maksatus.config import Settings, load_settings
-from keha_maksatus.privacy import resolve_key
-from keha_maksatus.publish import OutputFolders
+from keha_maksatus.ingest.privacy import resolve_key
+from keha_maksatus.outputs.publish import OutputFolders
 
 
 class WarehouseResource(dg.ConfigurableResource):

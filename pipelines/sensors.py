@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from keha_maksatus.landing import stable_files
+from keha_maksatus.ingest.landing import stable_files
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job
 

@@ -12,7 +12,7 @@ import pytest
 
 from keha_maksatus import kpi, warehouse
 from keha_maksatus.config import load_settings
-from keha_maksatus.ingest import ingest_landing
+from keha_maksatus.ingest.store import ingest_landing
 
 TEST_KEY = b"test-key"
 DECISION_HEADER = "hakemus_id;tukimuoto;yksikko;saapunut;paatetty;paatos;haettu_eur;maksettu_eur;asiakastunnus;taydennys_pv"

@@ -18,8 +18,8 @@ from playwright.sync_api import sync_playwright
 from dashboards.pages import PAGES
 from dashboards.screenshots import CHROMIUM_ARGS, take_screenshots
 from keha_maksatus.config import DEFAULT_LANDING
-from keha_maksatus.publish import output_folders
-from keha_maksatus.report import REPORT_NAME
+from keha_maksatus.outputs.publish import output_folders
+from keha_maksatus.outputs.report import REPORT_NAME
 from keha_maksatus.state import warehouse_files
 from pipelines.definitions import defs
 

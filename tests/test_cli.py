@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from keha_maksatus.readers import read_export
+from keha_maksatus.ingest.readers import read_export
 from keha_maksatus.state import warehouse_files
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,13 +20,13 @@ import pytest
 from dashboards.pages import build_dashboards
 from keha_maksatus import warehouse
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
-from keha_maksatus.exports import write_exports
+from keha_maksatus.outputs.exports import write_exports
 from keha_maksatus.kpi import OFFICIAL_SURVEYS
-from keha_maksatus.publish import output_folders, publish
-from keha_maksatus.readers import read_export
-from keha_maksatus.report import write_report
-from keha_maksatus.schemas import kind_of_file
-from keha_maksatus.validation import validate_read
+from keha_maksatus.outputs.publish import output_folders, publish
+from keha_maksatus.ingest.readers import read_export
+from keha_maksatus.outputs.report import write_report
+from keha_maksatus.ingest.schemas import kind_of_file
+from keha_maksatus.ingest.validation import validate_read
 
 from conftest import build_working, quality_row
 from output_scan import formula_cells, output_texts, personal_data_in

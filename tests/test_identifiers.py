@@ -5,7 +5,7 @@ import datetime as dt
 import polars as pl
 from hypothesis import given, strategies as st
 
-from keha_maksatus.identifiers import (
+from keha_maksatus.ingest.identifiers import (
     HETU_CHECK_CHARS,
     hetu_birth_date,
     hetu_birth_date_validity,

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from keha_maksatus import landing as landing_folder, warehouse
+from keha_maksatus.ingest import landing as landing_folder
+
+from keha_maksatus import warehouse
 from keha_maksatus.config import load_settings
-from keha_maksatus.ingest import ingest_landing
+from keha_maksatus.ingest.store import ingest_landing
 
 from conftest import DECISION_HEADER, HETU, TEST_KEY, decision
 from output_scan import database_text

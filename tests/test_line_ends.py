@@ -8,9 +8,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from keha_maksatus.readers import read_export
-from keha_maksatus.schemas import DECISIONS, FEEDBACK
-from keha_maksatus.validation import validate_export
+from keha_maksatus.ingest.readers import read_export
+from keha_maksatus.ingest.schemas import DECISIONS, FEEDBACK
+from keha_maksatus.ingest.validation import validate_export
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER
 

@@ -9,8 +9,8 @@ import re
 import polars as pl
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from keha_maksatus.identifiers import HETU_CHECK_CHARS, ytunnus_check_digit
-from keha_maksatus.privacy import holds_personal_data, mask_column, mask_free_text, mask_string
+from keha_maksatus.ingest.identifiers import HETU_CHECK_CHARS, ytunnus_check_digit
+from keha_maksatus.ingest.privacy import holds_personal_data, mask_column, mask_free_text, mask_string
 
 DIGITS = "0123456789"
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from keha_maksatus.config import Settings, load_settings
 from keha_maksatus.errors import ConfigurationError, KeyMismatchError, PublishedFileLockedError, RunLockedError
-from keha_maksatus.privacy import pseudonym
-from keha_maksatus.publish import open_published, output_folders
-from keha_maksatus.report import REPORT_NAME
+from keha_maksatus.ingest.privacy import pseudonym
+from keha_maksatus.outputs.publish import open_published, output_folders
+from keha_maksatus.outputs.report import REPORT_NAME
 from keha_maksatus.state import RunLock, key_check, warehouse_files
 from pipelines.cli import instance_home, instance_overrides, open_instance, run_failure
 from pipelines.definitions import build_definitions

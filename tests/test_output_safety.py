@@ -34,14 +34,14 @@ from markdown_it import MarkdownIt
 
 from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
 from dashboards.screenshots import CHROMIUM_ARGS
-from keha_maksatus import exports
+from keha_maksatus.outputs import exports
 from keha_maksatus.config import SATISFACTION
-from keha_maksatus.disclosure import PEOPLE_TABLES, SUPPRESSED_FI, for_people, open_for_people
-from keha_maksatus.exports import csv_safe, write_exports
+from keha_maksatus.outputs.disclosure import PEOPLE_TABLES, SUPPRESSED_FI, for_people, open_for_people
+from keha_maksatus.outputs.exports import csv_safe, write_exports
 from keha_maksatus.kpi import CAMPAIGN_SURVEY, MIN_CELL_RESPONSES, OFFICIAL_SURVEYS, TABLE_COMMENTS
-from keha_maksatus.publish import publish
-from keha_maksatus.rendering import FORMULA_STARTS, markdown_text, plotly_text
-from keha_maksatus.report import REPORT_NAME, write_report
+from keha_maksatus.outputs.publish import publish
+from keha_maksatus.outputs.rendering import FORMULA_STARTS, markdown_text, plotly_text
+from keha_maksatus.outputs.report import REPORT_NAME, write_report
 from keha_maksatus.warehouse import working_path
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working

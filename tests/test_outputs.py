@@ -8,12 +8,12 @@ import polars as pl
 import pytest
 
 from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
-from keha_maksatus import finnish as fi
-from keha_maksatus.disclosure import open_for_people
-from keha_maksatus.exports import EXPORTED_TABLES, write_exports
-from keha_maksatus.publish import publish
+from keha_maksatus.outputs import finnish as fi
+from keha_maksatus.outputs.disclosure import open_for_people
+from keha_maksatus.outputs.exports import EXPORTED_TABLES, write_exports
+from keha_maksatus.outputs.publish import publish
 from keha_maksatus.warehouse import working_path
-from keha_maksatus.report import build_report, render_html, render_markdown, write_report
+from keha_maksatus.outputs.report import build_report, render_html, render_markdown, write_report
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
 

@@ -5,8 +5,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from keha_maksatus import parsing
-from keha_maksatus.readers import UnreadableFile, read_export
+from keha_maksatus.ingest import parsing
+from keha_maksatus.ingest.readers import UnreadableFile, read_export
 
 from conftest import DECISION_HEADER, decision, write_export
 

@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from keha_maksatus.publish import PUBLISHED_TABLES
+from keha_maksatus.outputs.publish import PUBLISHED_TABLES
 from keha_maksatus.state import warehouse_files
 from pipelines.definitions import build_definitions, defs
 from pipelines.resources import WarehouseResource

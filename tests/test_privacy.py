@@ -12,12 +12,14 @@ import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from keha_maksatus import privacy, warehouse
+from keha_maksatus.ingest import privacy
+
+from keha_maksatus import warehouse
 from keha_maksatus.config import load_settings
-from keha_maksatus.ingest import ingest_landing
-from keha_maksatus.readers import UnreadableFile, read_export
-from keha_maksatus.schemas import DECISIONS, FEEDBACK
-from keha_maksatus.validation import validate_export
+from keha_maksatus.ingest.store import ingest_landing
+from keha_maksatus.ingest.readers import UnreadableFile, read_export
+from keha_maksatus.ingest.schemas import DECISIONS, FEEDBACK
+from keha_maksatus.ingest.validation import validate_export
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, decision, response, write_export
 from test_masking_properties import ANY_PERSONAL_DATUM

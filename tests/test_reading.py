@@ -12,10 +12,10 @@ import pytest
 import xlsxwriter
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from keha_maksatus import readers
-from keha_maksatus.readers import UnreadableFile, read_export
-from keha_maksatus.schemas import DECISIONS, FEEDBACK
-from keha_maksatus.validation import validate_export, validate_read
+from keha_maksatus.ingest import readers
+from keha_maksatus.ingest.readers import UnreadableFile, read_export
+from keha_maksatus.ingest.schemas import DECISIONS, FEEDBACK
+from keha_maksatus.ingest.validation import validate_export, validate_read
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, decision, response, write_export
 

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from keha_maksatus.failpoints import ENV as FAILPOINT_ENV
-from keha_maksatus.publish import PUBLISHED_TABLES, output_folders
+from keha_maksatus.outputs.publish import PUBLISHED_TABLES, output_folders
 from keha_maksatus.state import warehouse_files
 from pipelines.definitions import defs
 from pipelines.resources import WarehouseResource

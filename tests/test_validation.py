@@ -2,9 +2,9 @@
 
 import datetime as dt
 
-from keha_maksatus.readers import read_export
-from keha_maksatus.schemas import DECISIONS, FEEDBACK
-from keha_maksatus.validation import validate_export
+from keha_maksatus.ingest.readers import read_export
+from keha_maksatus.ingest.schemas import DECISIONS, FEEDBACK
+from keha_maksatus.ingest.validation import validate_export
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, YTUNNUS, decision, response, write_export
 

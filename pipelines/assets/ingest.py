@@ -5,7 +5,7 @@ pseudonymised and merged into the current state, in one step."""
 import dagster as dg
 import polars as pl
 
-from keha_maksatus.ingest import DUPLICATE, INGESTED, SKIPPED, ingest_landing
+from keha_maksatus.ingest.store import DUPLICATE, INGESTED, SKIPPED, ingest_landing
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 

@@ -5,7 +5,7 @@ import dagster as dg
 
 from keha_maksatus import kpi
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
-from keha_maksatus.publish import check_data_volume
+from keha_maksatus.outputs.publish import check_data_volume
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 

@@ -4,8 +4,8 @@ the dashboards and the Excel/CSV/Parquet exports."""
 import dagster as dg
 
 from dashboards.pages import PAGES, build_dashboards
-from keha_maksatus.exports import write_exports
-from keha_maksatus.report import write_report
+from keha_maksatus.outputs.exports import write_exports
+from keha_maksatus.outputs.report import write_report
 from pipelines.resources import WarehouseResource
 
 

@@ -4,7 +4,7 @@
 import dagster as dg
 import duckdb
 
-from keha_maksatus.publish import PUBLISHED_TABLES, publish
+from keha_maksatus.outputs.publish import PUBLISHED_TABLES, publish
 from pipelines.assets.kpi import KPI_TABLES
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource

@@ -4,7 +4,7 @@ themselves are made by the ingest step, pipelines/assets/ingest.py)."""
 
 import dagster as dg
 
-from keha_maksatus.schemas import INSTRUMENTS
+from keha_maksatus.ingest.schemas import INSTRUMENTS
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
 

@@ -13,7 +13,7 @@ import polars as pl
 KEY_ENV = "KEHA_PSEUDONYM_KEY"
 # Used only when every export file of the landing folder is a bundled sample file (see resolve_key).
 DEMO_KEY = b"keha-maksatus-demo-key-for-bundled-sample-data-only"
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 # The SHA-256 of each bundled sample file, as `sha256sum` writes them (`make sample` rewrites it).
 SAMPLE_MANIFEST = SAMPLE_DIR.parent / "sample.sha256"
 
@@ -100,8 +100,8 @@ def resolve_key(landing_dir: Path) -> tuple[bytes, bool]:
     key = os.environ.get(KEY_ENV, "")
     if key:
         return key.encode("utf-8"), False
-    from keha_maksatus import landing  # landing masks names with this module
-    from keha_maksatus.schemas import kind_of_file
+    from keha_maksatus.ingest import landing  # landing masks names with this module
+    from keha_maksatus.ingest.schemas import kind_of_file
 
     bundled = sample_hashes()
     exports = [item for item in landing.list_landing_files(landing_dir) if kind_of_file(item.name)]
@@ -135,7 +135,7 @@ def sample_hashes(manifest: Path = SAMPLE_MANIFEST) -> set[str]:
 
 def write_sample_manifest(sample_dir: Path = SAMPLE_DIR, manifest: Path = SAMPLE_MANIFEST) -> Path:
     """List the SHA-256 of every file in the sample folder (`sha256sum -c` reads it)."""
-    from keha_maksatus import landing
+    from keha_maksatus.ingest import landing
 
     files = sorted(p for p in Path(sample_dir).iterdir() if p.is_file() and not p.is_symlink())
     manifest.write_text("".join(f"{landing.content_hash(p)}  {p.name}\n" for p in files), encoding="utf-8")

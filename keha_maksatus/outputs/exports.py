@@ -14,10 +14,10 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
-from keha_maksatus.disclosure import open_for_people
-from keha_maksatus.finnish import HEADERS_FI
-from keha_maksatus.publish import new_build_directory, replace_directory
-from keha_maksatus.rendering import FORMULA_STARTS
+from keha_maksatus.outputs.disclosure import open_for_people
+from keha_maksatus.outputs.finnish import HEADERS_FI
+from keha_maksatus.outputs.publish import new_build_directory, replace_directory
+from keha_maksatus.outputs.rendering import FORMULA_STARTS
 
 EXPORTED_TABLES = (
     "kpi.quality_section",

@@ -10,9 +10,9 @@ from typing import Callable, Optional
 import pandera.polars as pa
 import polars as pl
 
-from keha_maksatus import parsing
-from keha_maksatus.identifiers import customer_id_validity, hetu_birth_date_validity
-from keha_maksatus.privacy import holds_personal_data
+from keha_maksatus.ingest import parsing
+from keha_maksatus.ingest.identifiers import customer_id_validity, hetu_birth_date_validity
+from keha_maksatus.ingest.privacy import holds_personal_data
 
 INSTRUMENTS = ("palkkatuki", "starttiraha", "kulukorvaus", "rekrytointituki", "esr", "eakr", "muu")
 OUTCOMES = ("myönteinen", "kielteinen", "osittain myönteinen", "raukeaa")

@@ -26,12 +26,14 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import duckdb
 import polars as pl
 
-from keha_maksatus import failpoints, landing, warehouse
+from keha_maksatus import failpoints, warehouse
+
+from keha_maksatus.ingest import landing
 from keha_maksatus.config import Settings
-from keha_maksatus.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, sample_hashes
-from keha_maksatus.readers import ReadResult, UnreadableFile, read_export
-from keha_maksatus.schemas import ExportKind, kind_of_file
-from keha_maksatus.validation import ValidationResult, validate_read
+from keha_maksatus.ingest.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, sample_hashes
+from keha_maksatus.ingest.readers import ReadResult, UnreadableFile, read_export
+from keha_maksatus.ingest.schemas import ExportKind, kind_of_file
+from keha_maksatus.ingest.validation import ValidationResult, validate_read
 
 INGESTED = "ingested"
 QUARANTINED = "quarantined"

@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
-from keha_maksatus.privacy import mask_string
+from keha_maksatus.ingest.privacy import mask_string
 
 LINE = "line"
 EXTRA_FIELDS = "_extra_fields"  # fields beyond the header's width, joined; null on a regular row

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from keha_maksatus.privacy import mask_string
+from keha_maksatus.ingest.privacy import mask_string
 
 # A real extract date: ASCII digits, a valid day, not the start of a longer number.
 _DATE_IN_NAME = re.compile(r"_([0-9]{4}-[0-9]{2}-[0-9]{2})(?![0-9])")

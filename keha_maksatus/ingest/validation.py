@@ -13,10 +13,10 @@ from typing import Collection
 import pandera.polars as pa
 import polars as pl
 
-from keha_maksatus import parsing
-from keha_maksatus.privacy import mask_free_text, mask_string
-from keha_maksatus.readers import EXTRA_FIELDS, LINE, ReadResult, UnreadableFile
-from keha_maksatus.schemas import DATAFRAME_CHECK_COLUMNS, PERSONAL_DATA_RULE, RULE_NAMES, ExportKind
+from keha_maksatus.ingest import parsing
+from keha_maksatus.ingest.privacy import mask_free_text, mask_string
+from keha_maksatus.ingest.readers import EXTRA_FIELDS, LINE, ReadResult, UnreadableFile
+from keha_maksatus.ingest.schemas import DATAFRAME_CHECK_COLUMNS, PERSONAL_DATA_RULE, RULE_NAMES, ExportKind
 
 RAGGED_COLUMN = "(extra fields)"
 _TYPED = "__typed_"  # prefix of the parsed twin of each text column

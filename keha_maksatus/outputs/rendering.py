@@ -52,7 +52,7 @@ def csv_text(text: str) -> str:
 
 
 _ENVIRONMENT = jinja2.Environment(
-    loader=jinja2.PackageLoader("keha_maksatus", "templates"),
+    loader=jinja2.PackageLoader("keha_maksatus.outputs", "templates"),
     autoescape=True,  # every template here is HTML
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
@@ -60,6 +60,6 @@ _ENVIRONMENT = jinja2.Environment(
 
 
 def render_template(name: str, **context) -> str:
-    """An HTML page from keha_maksatus/templates/, every value autoescaped (mark trusted
+    """An HTML page from keha_maksatus/outputs/templates/, every value autoescaped (mark trusted
     HTML with markupsafe.Markup)."""
     return _ENVIRONMENT.get_template(name).render(**context)
