@@ -10,7 +10,7 @@ import pytest
 from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import open_for_people
-from keha_maksatus.outputs.exports import EXPORTED_TABLES, write_exports
+from keha_maksatus.outputs.exports import EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports
 from keha_maksatus.outputs.publish import publish
 from keha_maksatus.warehouse import working_path
 from keha_maksatus.outputs.report import build_report, render_html, render_markdown, write_report
@@ -91,7 +91,7 @@ def test_exports_in_three_formats(published, tmp_path):
     value = rows[0].index("Toteuma")
     satisfaction_2022 = next(r for r in rows if r[0] == "maksatus_asiakastyytyvaisyys" and r[2] == "1-12/2022")
     assert satisfaction_2022[value] == "4,125" and satisfaction_2022[rows[0].index("Päättyy")] == "31.12.2022"
-    workbook = pl.read_excel(out / "maksatus_kpi.xlsx", sheet_name="quality_section")
+    workbook = pl.read_excel(out / "maksatus_kpi.xlsx", sheet_name="Laatuosio")
     assert "Toteuma" in workbook.columns and "Tavoite saavutettu" in workbook.columns
     sheets = pl.read_excel(out / "maksatus_kpi.xlsx", sheet_id=0)
-    assert set(sheets) == {t.split(".")[1][:31] for t in EXPORTED_TABLES}
+    assert set(sheets) == set(SHEETS_FI.values()) | set(ROLLUP_SHEETS_FI.values())

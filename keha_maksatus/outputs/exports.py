@@ -1,5 +1,11 @@
-"""Exports of the KPI tables for people who live in Excel: .xlsx with Finnish headers and
-number formats, .csv with `;` and decimal comma, and Parquet with the warehouse's names.
+"""Exports of the KPI tables for people who live in Excel: .xlsx with Finnish sheet names,
+headers and number formats, .csv with `;` and decimal comma, and Parquet with the
+warehouse's names and types.
+
+The roll-up rows of the monthly tables (all instruments, all offices) sit on a sheet and in
+a .csv of their own, labelled `kaikki`, so that a sum or pivot over the detail rows counts
+every decision or response once. The Parquet files keep each warehouse table whole (a null
+key = all), so that the same queries work on them as on the warehouse.
 
 All three hold what people may see (disclosure): satisfaction figures under 5 responses
 are empty cells with a column saying they were withheld. No text cell is ever a formula:
@@ -9,6 +15,7 @@ prefixed with `'`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -28,6 +35,28 @@ EXPORTED_TABLES = (
     "kpi.monthly_trend",
     "kpi.backlog",
 )
+# The warehouse's roll-up rows (a null key = all of them) go to their own sheet and .csv,
+# labelled ALL, so that a plain sum or pivot over the detail sheet counts every case once.
+ROLLUP_KEYS = {
+    "kpi.processing_time_monthly": ("tukimuoto", "yksikko"),
+    "kpi.satisfaction_monthly": ("tukimuoto",),
+}
+ALL = "kaikki"
+ROLLUP_FILE_SUFFIX = "_yhteensa"
+# Finnish sheet names (at most 31 characters, unique): the detail rows, then the roll-ups.
+SHEETS_FI = {
+    "kpi.quality_section": "Laatuosio",
+    "kpi.quality_section_details": "Laatuosion lisätiedot",
+    "kpi.processing_time_monthly": "Käsittelyaika kuukausittain",
+    "kpi.satisfaction_monthly": "Tyytyväisyys kuukausittain",
+    "kpi.satisfaction_by_instrument": "Tyytyväisyys tukimuodoittain",
+    "kpi.monthly_trend": "Mittarit kuukausittain",
+    "kpi.backlog": "Avoimet hakemukset",
+}
+ROLLUP_SHEETS_FI = {
+    "kpi.processing_time_monthly": "Käsittelyaika kk yhteensä",
+    "kpi.satisfaction_monthly": "Tyytyväisyys kk yhteensä",
+}
 # Excel number formats by column (Excel shows them with the reader's decimal separator).
 EXCEL_FORMATS = {
     "share_within_30_days": "0.0 %", "share_4_5": "0.0 %",
@@ -38,6 +67,30 @@ EXCEL_FORMATS = {
 # Text stays text: xlsxwriter would otherwise write a string starting with `=` as a
 # formula, and could turn strings into numbers or hyperlinks.
 WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False, "nan_inf_to_errors": True}
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One sheet of the workbook and its .csv: a table's detail rows or its roll-ups."""
+
+    table: str
+    name: str
+    file_stem: str
+    frame: pl.DataFrame
+
+
+def sheets_of(table: str, frame: pl.DataFrame) -> list[Sheet]:
+    """The table as people read it: detail rows, and roll-ups (labelled `kaikki`) apart."""
+    stem = table.replace(".", "_")
+    keys = ROLLUP_KEYS.get(table)
+    if not keys:
+        return [Sheet(table, SHEETS_FI[table], stem, frame)]
+    rollup = pl.any_horizontal(*[pl.col(key).is_null() for key in keys])
+    rollups = frame.filter(rollup).with_columns(pl.col(*keys).fill_null(ALL))
+    return [
+        Sheet(table, SHEETS_FI[table], stem, frame.filter(~rollup)),
+        Sheet(table, ROLLUP_SHEETS_FI[table], stem + ROLLUP_FILE_SUFFIX, rollups),
+    ]
 
 
 def in_finnish(frame: pl.DataFrame) -> pl.DataFrame:
@@ -55,7 +108,8 @@ def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
-    """Write every KPI table in three formats into out_dir (replaced as a whole)."""
+    """Write every KPI table into out_dir (replaced as a whole): one workbook with a sheet
+    per table (roll-ups on a sheet of their own), a .csv per sheet and a .parquet per table."""
     out_dir = Path(out_dir)
     build = new_build_directory(out_dir)
     con = open_for_people(published_path)
@@ -65,23 +119,36 @@ def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
         con.close()
     names = []
     for table, frame in frames.items():
-        name = table.replace(".", "_")
-        frame.write_parquet(build / f"{name}.parquet")
-        csv_safe(in_finnish(frame).with_columns(
-            pl.col(pl.Date).dt.strftime("%-d.%-m.%Y"),
-            pl.col(pl.Float64).round(4),
-        )).write_csv(build / f"{name}.csv", separator=";", decimal_comma=True, include_bom=True)
-        names.append(name)
+        # Parquet is typed data for tools: the warehouse table as it is (null key = all).
+        frame.write_parquet(build / f"{table.replace('.', '_')}.parquet")
+        names.append(f"{table.replace('.', '_')}.parquet")
+        for sheet in sheets_of(table, frame):
+            write_csv(sheet.frame, build / f"{sheet.file_stem}.csv")
+            names.append(f"{sheet.file_stem}.csv")
     _write_workbook(build / "maksatus_kpi.xlsx", frames)
     replace_directory(build, out_dir)
-    return [out_dir / "maksatus_kpi.xlsx"] + [out_dir / f"{n}.{ext}" for n in names for ext in ("csv", "parquet")]
+    return [out_dir / "maksatus_kpi.xlsx"] + [out_dir / name for name in names]
+
+
+def write_csv(frame: pl.DataFrame, path: Path) -> None:
+    """`;`, decimal comma, UTF-8 with BOM, dates as 30.6.2022; numbers without thousands
+    separators (a year is 2021), at most 4 decimals."""
+    csv_safe(in_finnish(frame).with_columns(
+        pl.col(pl.Date).dt.strftime("%-d.%-m.%Y"),
+        pl.col(pl.Float64).round(4),
+    )).write_csv(path, separator=";", decimal_comma=True, include_bom=True)
 
 
 def _write_workbook(path: Path, frames: dict[str, pl.DataFrame]) -> None:
     with xlsxwriter.Workbook(path, WORKBOOK_OPTIONS) as workbook:
         for table, frame in frames.items():
-            formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in frame.columns if c in EXCEL_FORMATS}
-            in_finnish(frame).write_excel(
-                workbook, worksheet=table.split(".")[1][:31], column_formats=formats,
-                dtype_formats={pl.Date: "d.m.yyyy"}, autofit=True, table_style="Table Style Light 9",
-            )
+            for sheet in sheets_of(table, frame):
+                _write_sheet(workbook, sheet)
+
+
+def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet) -> None:
+    formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in sheet.frame.columns if c in EXCEL_FORMATS}
+    in_finnish(sheet.frame).write_excel(
+        workbook, worksheet=sheet.name, column_formats=formats,
+        dtype_formats={pl.Date: "d.m.yyyy"}, autofit=True, table_style="Table Style Light 9",
+    )
