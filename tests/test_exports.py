@@ -4,6 +4,9 @@ and polars.read_excel) and the .csv files written from the bundled sample's publ
 from __future__ import annotations
 
 import csv
+import re
+import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -12,13 +15,17 @@ import pytest
 
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
-    ALL, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports,
+    ALL, DATE_FORMAT, EXCEL_FORMATS, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports,
 )
+from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import publish
 from keha_maksatus.warehouse import working_path
 
 from conftest import build_working
 
+NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+BUILT_IN_FORMATS = {0: "General", 1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00", 9: "0%", 10: "0.00%", 14: "m/d/yyyy"}
 PROCESSING_DETAIL, PROCESSING_ROLLUPS = SHEETS_FI["kpi.processing_time_monthly"], ROLLUP_SHEETS_FI["kpi.processing_time_monthly"]
 SATISFACTION_DETAIL, SATISFACTION_ROLLUPS = SHEETS_FI["kpi.satisfaction_monthly"], ROLLUP_SHEETS_FI["kpi.satisfaction_monthly"]
 
@@ -45,6 +52,31 @@ def published_value(published: Path, sql: str):
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle, delimiter=";"))
+
+
+def workbook_sheets(path: Path) -> dict[str, dict]:
+    """Per sheet name: its worksheet XML root, its table XML roots and the number format
+    of each cell style (resolved through styles.xml)."""
+    with zipfile.ZipFile(path) as book:
+        workbook = ET.fromstring(book.read("xl/workbook.xml"))
+        rels = ET.fromstring(book.read("xl/_rels/workbook.xml.rels"))
+        targets = {r.get("Id"): r.get("Target") for r in rels}
+        styles = ET.fromstring(book.read("xl/styles.xml"))
+        custom = {int(f.get("numFmtId")): f.get("formatCode") for f in styles.iter(f"{{{NS['m']}}}numFmt")}
+        cell_formats = [
+            {**BUILT_IN_FORMATS, **custom}[int(xf.get("numFmtId"))] for xf in styles.find("m:cellXfs", NS).findall("m:xf", NS)
+        ]
+        sheets = {}
+        for sheet in workbook.find("m:sheets", NS):
+            target = "xl/" + targets[sheet.get(REL)].removeprefix("/xl/")
+            root = ET.fromstring(book.read(target))
+            sheet_rels = target.replace("worksheets/", "worksheets/_rels/") + ".rels"
+            tables = [
+                ET.fromstring(book.read("xl/" + r.get("Target").replace("../", "")))
+                for r in ET.fromstring(book.read(sheet_rels)) if r.get("Target").startswith("../tables/")
+            ]
+            sheets[sheet.get("name")] = {"root": root, "tables": tables, "formats": cell_formats}
+    return sheets
 
 
 def test_detail_rows_of_processing_time_sum_to_the_decided_applications(sample_exports):
@@ -81,3 +113,31 @@ def test_satisfaction_roll_ups_apart_from_the_instruments(sample_exports):
     assert detail["Vastauksia"].sum() == rollups["Vastauksia"].sum() == published_value(
         published, "SELECT count(*) FROM core.feedback WHERE palvelu = 'maksatus'"
     )
+
+
+def test_one_number_style_years_plain_and_thousands_alike(sample_exports):
+    _, exports = sample_exports
+    sheets = workbook_sheets(exports / "maksatus_kpi.xlsx")
+    book = pl.read_excel(exports / "maksatus_kpi.xlsx", sheet_id=0)
+    by_header = {HEADERS_FI.get(c, c): f for c, f in EXCEL_FORMATS.items()}
+    for name, sheet in sheets.items():
+        rows = sheet["root"].find("m:sheetData", NS).findall("m:row", NS)
+        headers = {re.sub(r"\d", "", c.get("r")): h for c, h in zip(rows[0].findall("m:c", NS), book[name].columns)}
+        for row in rows[1:]:
+            for cell in row.findall("m:c", NS):
+                if cell.get("t") is not None or cell.find("m:v", NS) is None:
+                    continue  # text, or an empty (withheld) cell
+                header = headers[re.sub(r"\d", "", cell.get("r"))]
+                shown = sheet["formats"][int(cell.get("s", 0))]
+                assert shown == by_header.get(header, DATE_FORMAT), (name, cell.get("r"), header, shown)
+    for shown in {f for s in sheets.values() for f in s["formats"]} - {"General"}:
+        assert shown in ("0", "#,##0", "#,##0.0", "#,##0.00", "0.0 %", DATE_FORMAT), shown
+    assert by_header["Vuosi"] == "0" and by_header["Lukumäärä"] == by_header["Vastauksia"] == "#,##0"
+    # .csv: plain integers (a year is 2021), decimal comma, no thousands separators
+    years = [row["Vuosi"] for row in read_csv(exports / "kpi_satisfaction_by_instrument.csv")]
+    assert years and all(re.fullmatch(r"20\d\d", y) for y in years)
+    for path in exports.glob("*.csv"):
+        for row in read_csv(path):
+            for header, field in row.items():
+                if header in by_header and field:
+                    assert re.fullmatch(r"-?\d+(,\d{1,4})?", field), (path.name, header, field)

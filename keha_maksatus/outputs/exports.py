@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
+
 from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
@@ -57,12 +58,24 @@ ROLLUP_SHEETS_FI = {
     "kpi.processing_time_monthly": "Käsittelyaika kk yhteensä",
     "kpi.satisfaction_monthly": "Tyytyväisyys kk yhteensä",
 }
-# Excel number formats by column (Excel shows them with the reader's decimal separator).
+# Excel number formats by column, written as Excel stores them (`,` thousands, `.` decimals)
+# and shown with the reader's separators: a Finnish Excel shows 1 234,5. Counts and amounts
+# are grouped by thousands, years and orders are plain numbers; every numeric column of an
+# exported table has its format here (none is left to a default).
+PLAIN = "0"
+COUNT = "#,##0"
+DAYS = "#,##0.0"
+SCORE = "#,##0.00"
+EUROS = "#,##0.00"
+SHARE = "0.0 %"
+DATE_FORMAT = "d.m.yyyy"
 EXCEL_FORMATS = {
-    "share_within_30_days": "0.0 %", "share_4_5": "0.0 %",
-    "value": "0.00", "mean_score": "0.00", "ci_low": "0.00", "ci_high": "0.00", "campaign_value": "0.00", "target": "0.0",
-    "mean_days": "0.0", "median_days": "0.0", "p90_days": "0.0", "net_mean_days": "0.0", "net_value": "0.0",
-    "haettu_eur": "# ##0.00", "n": "# ##0", "responses": "# ##0", "campaign_n": "# ##0",
+    "year": PLAIN, "band_order": PLAIN, "days_from": PLAIN,
+    "n": COUNT, "responses": COUNT, "campaign_n": COUNT,
+    "share_within_30_days": SHARE, "share_4_5": SHARE,
+    "value": SCORE, "mean_score": SCORE, "ci_low": SCORE, "ci_high": SCORE, "campaign_value": SCORE,
+    "target": DAYS, "mean_days": DAYS, "median_days": DAYS, "p90_days": DAYS, "net_mean_days": DAYS, "net_value": DAYS,
+    "haettu_eur": EUROS,
 }
 # Text stays text: xlsxwriter would otherwise write a string starting with `=` as a
 # formula, and could turn strings into numbers or hyperlinks.
@@ -150,5 +163,5 @@ def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet) -> None:
     formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in sheet.frame.columns if c in EXCEL_FORMATS}
     in_finnish(sheet.frame).write_excel(
         workbook, worksheet=sheet.name, column_formats=formats,
-        dtype_formats={pl.Date: "d.m.yyyy"}, autofit=True, table_style="Table Style Light 9",
+        dtype_formats={pl.Date: DATE_FORMAT}, autofit=True, table_style="Table Style Light 9",
     )
