@@ -12,10 +12,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from xlsxwriter.utility import xl_pixel_width
 
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
-    ALL, DATE_FORMAT, EXCEL_FORMATS, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports,
+    ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports,
 )
 from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import publish
@@ -141,3 +142,44 @@ def test_one_number_style_years_plain_and_thousands_alike(sample_exports):
             for header, field in row.items():
                 if header in by_header and field:
                     assert re.fullmatch(r"-?\d+(,\d{1,4})?", field), (path.name, header, field)
+
+
+def shown_text(value: object, number_format: str) -> str:
+    """A value as the column's format shows it (independently of the exporter's own code)."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if number_format == "0.0 %":
+            return f"{value * 100:.1f} %"
+        decimals = len(number_format.partition(".")[2])
+        return f"{value:,.{decimals}f}" if "," in number_format else f"{value:.{decimals}f}"
+    if hasattr(value, "year"):
+        return "30.12.2022"
+    return str(value)
+
+
+def test_sheets_in_finnish_header_frozen_filter_on_widths_fit(sample_exports):
+    _, exports = sample_exports
+    sheets = workbook_sheets(exports / "maksatus_kpi.xlsx")
+    expected = [SHEETS_FI[t] for t in EXPORTED_TABLES]
+    expected.insert(expected.index(PROCESSING_DETAIL) + 1, PROCESSING_ROLLUPS)
+    expected.insert(expected.index(SATISFACTION_DETAIL) + 1, SATISFACTION_ROLLUPS)
+    assert list(sheets) == expected
+    assert len(set(expected)) == len(expected) and all(len(name) <= 31 for name in expected)
+    assert not any("_" in name for name in expected)  # Finnish words, not the warehouse's names
+    book = pl.read_excel(exports / "maksatus_kpi.xlsx", sheet_id=0)
+    by_header = {HEADERS_FI.get(c, c): f for c, f in EXCEL_FORMATS.items()}
+    for name, sheet in sheets.items():
+        pane = sheet["root"].find("m:sheetViews/m:sheetView/m:pane", NS)
+        assert (pane.get("state"), pane.get("ySplit"), pane.get("topLeftCell")) == ("frozen", "1", "A2"), name
+        frame = book[name]
+        (table,) = sheet["tables"]
+        last_column = chr(ord("A") + frame.width - 1)
+        assert table.find("m:autoFilter", NS).get("ref") == f"A1:{last_column}{frame.height + 1}", name
+        widths = {int(c.get("min")): float(c.get("width")) for c in sheet["root"].iter(f"{{{NS['m']}}}col")}
+        for index, header in enumerate(frame.columns, 1):
+            texts = [shown_text(v, by_header.get(header, "")) for v in frame[header].to_list()]
+            # Calibri 11 pixels; 16 for the filter button beside the header
+            needed = max([xl_pixel_width(header) + 16] + [xl_pixel_width(t) for t in texts])
+            pixels = widths[index] * 7 + 5  # Excel's width is in digit widths, plus 5 pixels of margin
+            assert needed <= pixels <= needed + 40, (name, header, needed, pixels)

@@ -15,12 +15,15 @@ prefixed with `'`.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import xlsxwriter
+from xlsxwriter.utility import xl_pixel_width
 
+from keha_maksatus.outputs import finnish as fi
 
 from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.finnish import HEADERS_FI
@@ -80,6 +83,8 @@ EXCEL_FORMATS = {
 # Text stays text: xlsxwriter would otherwise write a string starting with `=` as a
 # formula, and could turn strings into numbers or hyperlinks.
 WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False, "nan_inf_to_errors": True}
+FILTER_BUTTON_PIXELS = 20
+PADDING_PIXELS = 7
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,35 @@ def _write_workbook(path: Path, frames: dict[str, pl.DataFrame]) -> None:
 
 
 def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet) -> None:
-    formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in sheet.frame.columns if c in EXCEL_FORMATS}
+    """A sheet with its header row frozen, a filter on every column and widths that fit."""
+    columns = sheet.frame.columns
+    formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in columns if c in EXCEL_FORMATS}
+    widths = {HEADERS_FI.get(c, c): column_width(c, sheet.frame[c]) for c in columns}
     in_finnish(sheet.frame).write_excel(
-        workbook, worksheet=sheet.name, column_formats=formats,
-        dtype_formats={pl.Date: DATE_FORMAT}, autofit=True, table_style="Table Style Light 9",
+        workbook, worksheet=sheet.name, column_formats=formats, dtype_formats={pl.Date: DATE_FORMAT},
+        column_widths=widths, autofilter=True, freeze_panes=(1, 0), table_style="Table Style Light 9",
     )
+
+
+def column_width(column: str, values: pl.Series) -> int:
+    """Pixels that fit the header (with its filter button) and every value as shown."""
+    header = xl_pixel_width(HEADERS_FI.get(column, column)) + FILTER_BUTTON_PIXELS
+    shown = [shown_text(column, value) for value in values.drop_nulls().to_list()]
+    cells = max((xl_pixel_width(text) for text in shown), default=0)
+    return max(header, cells) + PADDING_PIXELS
+
+
+def shown_text(column: str, value: object) -> str:
+    """A cell as a Finnish Excel shows it under the column's number format."""
+    if isinstance(value, bool):
+        return "kyllä" if value else "ei"
+    if isinstance(value, dt.date):
+        return fi.date(value)
+    if isinstance(value, (int, float)):
+        number_format = EXCEL_FORMATS.get(column, COUNT)
+        decimals = len(number_format.split(".")[1].rstrip(" %")) if "." in number_format else 0
+        if number_format == SHARE:
+            return fi.number(value * 100, decimals) + " %"
+        text = fi.number(value, decimals)
+        return text if "," in number_format else text.replace(fi.NBSP, "")
+    return str(value)
