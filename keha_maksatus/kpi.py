@@ -69,6 +69,8 @@ COLUMN_COMMENTS = {
         "met": "value compared with the target strictly as written; null when no target",
     },
     "kpi.quality_section_details": {
+        "indicator": "Indicator id, as in kpi.quality_section",
+        "period_label": "Reporting period (1-6/Y or 1-12/Y), as in kpi.quality_section",
         "ci_low": "Satisfaction: lower end of the 95 % confidence interval (t distribution)",
         "ci_high": "Satisfaction: upper end of the 95 % confidence interval",
         "net_value": "Processing time: mean of max(0, days - taydennys_pv)",

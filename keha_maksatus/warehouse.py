@@ -153,6 +153,7 @@ COLUMN_COMMENTS = {
         "kieli": "Language: fi, sv, en",
         "vapaa_teksti": "Free-text comment with identity codes, business IDs, e-mails and phone numbers masked",
         "file_name": "Extract the row comes from",
+        "file_id": "That extract in quality.ingest_log",
         "line": "Line in that extract",
     },
 }

@@ -57,6 +57,8 @@ QUALITY_VIEWS = {
     "quality.quarantine": "file_id, file_name, line, column_name, rule",
     "meta.publication": "published_at, as_of, decisions, responses",
 }
+# meta.publication keeps every publish; the figures people read are the newest one's.
+NEWEST_ROW_ONLY = {"meta.publication": "ORDER BY publication_no DESC LIMIT 1"}
 
 
 def withhold(frame: pl.DataFrame, rule: Withhold) -> pl.DataFrame:
@@ -116,7 +118,8 @@ def open_for_people(published_path: Path) -> duckdb.DuckDBPyConnection:
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM people_frame")
             con.unregister("people_frame")
         for table, columns in QUALITY_VIEWS.items():
-            con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM published_file.{table}")
+            rows = NEWEST_ROW_ONLY.get(table, "")
+            con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM published_file.{table} {rows}")
     except BaseException:
         con.close()
         raise

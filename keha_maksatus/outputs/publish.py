@@ -146,18 +146,10 @@ def publish(
     published_path.parent.mkdir(parents=True, exist_ok=True)
     check_published_free(published_path, lock_wait_seconds)
     remove_stale_builds(published_path)
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE meta.publication AS
-        SELECT ?::TIMESTAMP AS published_at, ?::DATE AS as_of, ?::VARCHAR AS run_id,
-               (SELECT count(*) FROM core.decisions) AS decisions,
-               (SELECT count(*) FROM core.feedback) AS responses
-        """,
-        [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kpi.as_of_date(con), run_id],
-    )
-    tables = {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS,
-              "meta.publication": "When this file was published, the data's as-of date and the row counts behind it."}
-    warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS})
+    record_publication(con, published_path, run_id)
+    tables = {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, "meta.publication": PUBLICATION_COMMENT}
+    warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS,
+                                         "meta.publication": PUBLICATION_COLUMN_COMMENTS})
     con.execute("CHECKPOINT")  # everything in the file itself, nothing left in its WAL
     build = staging_path(published_path)
     shutil.copyfile(working_file, build)
@@ -173,6 +165,87 @@ def publish(
     finally:
         os.close(directory)
     return published_path
+
+
+PUBLICATION_COMMENT = (
+    "One row per publish of this file, the newest last: when, by which run, the data's as-of date, "
+    "the row counts and the ingested files the figures rest on. The newest row describes the figures in this file."
+)
+PUBLICATION_COLUMN_COMMENTS = {
+    "publication_no": "Sequence number of the publish (1 = first)",
+    "published_at": "When the file was published (UTC)",
+    "run_id": "The Dagster run that published it; null when published outside Dagster",
+    "as_of": "The data's as-of date: the newest extract date behind the figures",
+    "decisions": "Rows in core.decisions at that publish",
+    "responses": "Rows in core.feedback at that publish",
+    "files_ingested": "Files ingested (status ingested in quality.ingest_log) at that publish: the files the figures rest on",
+    "ingested_file_ids": "file_id of each of those files (see quality.ingest_log)",
+    "newest_file_id": "The newest of those files (highest file_id)",
+    "newest_file_name": "Name of that newest file",
+}
+_PUBLICATION_DDL = """
+CREATE TABLE IF NOT EXISTS meta.publication (
+    publication_no INTEGER NOT NULL, published_at TIMESTAMP NOT NULL, run_id VARCHAR, as_of DATE,
+    decisions BIGINT, responses BIGINT, files_ingested BIGINT, ingested_file_ids INTEGER[],
+    newest_file_id INTEGER, newest_file_name VARCHAR
+)
+"""
+
+
+def _publication_columns(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
+    return {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'meta' AND table_name = 'publication'",
+        [catalog],
+    ).fetchall()}
+
+
+def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None) -> int:
+    """Append this publish to meta.publication in the working file; its number.
+
+    The history follows the published file: a row of a publish that never reached it
+    (a crash before the replace) is dropped, and rows the working file lacks (rebuilt
+    working state) are taken from it."""
+    catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    columns = _publication_columns(con, catalog)
+    if columns and "publication_no" not in columns:  # the one-row table of earlier versions
+        con.execute("ALTER TABLE meta.publication RENAME TO publication_single_row")
+        con.execute(_PUBLICATION_DDL)
+        con.execute(
+            "INSERT INTO meta.publication BY NAME SELECT row_number() OVER (ORDER BY published_at)::INTEGER AS publication_no, "
+            "published_at, run_id, as_of, decisions, responses FROM meta.publication_single_row"
+        )
+        con.execute("DROP TABLE meta.publication_single_row")
+    con.execute(_PUBLICATION_DDL)
+    if Path(published_path).exists():
+        con.execute("ATTACH ? AS previously_published (READ_ONLY)", [str(published_path)])
+        try:
+            if "publication_no" in _publication_columns(con, "previously_published"):
+                con.execute(
+                    "DELETE FROM meta.publication WHERE publication_no > "
+                    "(SELECT coalesce(max(publication_no), 0) FROM previously_published.meta.publication)"
+                )
+                con.execute(
+                    "INSERT INTO meta.publication BY NAME SELECT * FROM previously_published.meta.publication "
+                    "WHERE publication_no NOT IN (SELECT publication_no FROM meta.publication)"
+                )
+        finally:
+            con.execute("DETACH previously_published")
+    number = con.execute("SELECT coalesce(max(publication_no), 0) + 1 FROM meta.publication").fetchall()[0][0]
+    con.execute(
+        """
+        INSERT INTO meta.publication BY NAME
+        SELECT ?::INTEGER AS publication_no, ?::TIMESTAMP AS published_at, ?::VARCHAR AS run_id, ?::DATE AS as_of,
+               (SELECT count(*) FROM core.decisions) AS decisions,
+               (SELECT count(*) FROM core.feedback) AS responses,
+               count(*) AS files_ingested,
+               coalesce(list(file_id ORDER BY file_id), []) AS ingested_file_ids,
+               max(file_id) AS newest_file_id,
+               arg_max(file_name, file_id) AS newest_file_name
+        FROM quality.ingest_log WHERE status = 'ingested'
+        """,
+        [number, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), run_id, kpi.as_of_date(con)],
+    )
+    return number
 
 
 def _check_opens(path: Path) -> None:

@@ -51,7 +51,7 @@ Block = Heading | Paragraph | Table
 def build_report(con: duckdb.DuckDBPyConnection) -> list[Block]:
     """The report's content from a connection to what people may see
     (disclosure.open_for_people)."""
-    publication = con.sql("SELECT published_at, as_of FROM meta.publication").pl().row(0, named=True)
+    publication = con.sql("SELECT published_at, as_of FROM meta.publication ORDER BY published_at DESC LIMIT 1").pl().row(0, named=True)
     as_of = publication["as_of"]
     blocks: list[Block] = [
         Heading(1, "Maksatuksen palvelukyky ja laatu"),
