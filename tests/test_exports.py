@@ -1,5 +1,7 @@
 """The Excel and CSV exports as an analyst opens them: the real .xlsx (a zip of sheet XML,
-and polars.read_excel) and the .csv files written from the bundled sample's published file."""
+and polars.read_excel) and the .csv files written from the bundled sample's published file;
+and the Finnish number, percent and date formats (Babel's fi_FI) against the hand-written
+ones they replaced."""
 
 from __future__ import annotations
 
@@ -7,17 +9,21 @@ import csv
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from xlsxwriter.utility import xl_pixel_width
 
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
     ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports,
 )
+from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import publish
 from keha_maksatus.warehouse import working_path
@@ -183,3 +189,50 @@ def test_sheets_in_finnish_header_frozen_filter_on_widths_fit(sample_exports):
             needed = max([xl_pixel_width(header) + 16] + [xl_pixel_width(t) for t in texts])
             pixels = widths[index] * 7 + 5  # Excel's width is in digit widths, plus 5 pixels of margin
             assert needed <= pixels <= needed + 40, (name, header, needed, pixels)
+
+
+# -- Finnish formats (keha_maksatus.outputs.finnish, Babel's fi_FI) against the hand-written ones
+
+OLD_MONTHS = ("tammi", "helmi", "maalis", "huhti", "touko", "kesä", "heinä", "elo", "syys", "loka", "marras", "joulu")
+
+
+def old_number(value: float | int | Decimal, decimals: int = 0) -> str:
+    """The hand-written format that Babel replaced."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    rounded = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return f"{rounded:,.{decimals}f}".replace(",", fi.NBSP).replace(".", ",")
+
+
+finite = st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False)
+halves = st.builds(lambda whole, decimals: (whole + 0.5) / 10**decimals, st.integers(-10**6, 10**6), st.integers(0, 3))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(finite, halves, st.integers(-10**15, 10**15)), st.integers(0, 4))
+def test_babel_number_is_the_hand_written_one(value, decimals):
+    assert fi.number(value, decimals) == old_number(value, decimals)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(st.floats(min_value=-10, max_value=10, allow_nan=False), halves.map(lambda h: h / 100)))
+def test_babel_percent_rounds_the_share_as_written(share):
+    """The one difference: the hand-written format multiplied by 100 in binary floating
+    point (0.145 * 100 = 14.499999999999998 -> 14 %); Babel multiplies the share as written
+    (14.5 -> 15 %), which is what half up promises."""
+    as_written = Decimal(repr(share)) * 100
+    assert fi.percent(share) == old_number(as_written) + "\u00a0%"
+    if Decimal(repr(share * 100)) == as_written:
+        assert fi.percent(share) == old_number(share * 100) + "\u00a0%"
+
+
+def test_finnish_formats_keep_half_up_and_the_dash():
+    assert fi.number(4.125, 2) == "4,13" and fi.number(2.5) == "3" and fi.number(-2.5) == "-3"
+    assert fi.number(1234567.891, 2) == "1\u00a0234\u00a0567,89"
+    assert fi.percent(0.145) == "15\u00a0%" and fi.percent(None) == fi.number(None) == fi.date(None) == fi.DASH
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dates())
+def test_babel_date_and_month_are_the_hand_written_ones(day):
+    assert fi.date(day) == f"{day.day}.{day.month}.{day.year}"
+    assert fi.month(day) == f"{OLD_MONTHS[day.month - 1]}kuu {day.year}"

@@ -1,15 +1,19 @@
-"""Finnish presentation: number and date formats, names of indicators, rules and statuses."""
+"""Finnish presentation: number and date formats (Babel's fi_FI, rounded half up), names of
+indicators, rules and statuses."""
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, localcontext
+
+from babel.dates import format_date
+from babel.numbers import format_decimal, format_percent
 
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
 
-NBSP = "\u00a0"
+LOCALE = "fi_FI"
+NBSP = "\u00a0"  # Babel's fi_FI thousands separator, and the space before %
 DASH = "–"
-MONTHS = ("tammi", "helmi", "maalis", "huhti", "touko", "kesä", "heinä", "elo", "syys", "loka", "marras", "joulu")
 DECIMALS = {SATISFACTION: 2, PROCESSING_TIME: 1}
 SHORT_NAMES = {SATISFACTION: "Asiakastyytyväisyys (1–5)", PROCESSING_TIME: "Käsittelyaika (pv)"}
 
@@ -83,22 +87,32 @@ def number(value: float | int | None, decimals: int = 0) -> str:
     """1 234,5 (no-break space for thousands, decimal comma); a dash for None."""
     if value is None:
         return DASH
-    # Half up, as people round (Python's format rounds 4,125 to 4,12).
-    rounded = Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
-    text = f"{rounded:,.{decimals}f}"
-    return text.replace(",", NBSP).replace(".", ",")
+    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+    with half_up():
+        return format_decimal(value, format=pattern, locale=LOCALE)
 
 
 def percent(share: float | None) -> str:
-    return DASH if share is None else f"{number(share * 100, 0)}{NBSP}%"
+    """63 % for 0.625: the share as written times 100, rounded half up to a whole percent."""
+    if share is None:
+        return DASH
+    with half_up():
+        return format_percent(share, locale=LOCALE)
+
+
+def half_up():
+    """Babel rounds in the decimal context (half even by default, 4,125 -> 4,12): half up,
+    as people round and the README promises (4,125 -> 4,13)."""
+    return localcontext(rounding=ROUND_HALF_UP)
 
 
 def date(day: dt.date | None) -> str:
-    return DASH if day is None else f"{day.day}.{day.month}.{day.year}"
+    return DASH if day is None else format_date(day, "d.M.y", locale=LOCALE)
 
 
 def month(day: dt.date) -> str:
-    return f"{MONTHS[day.month - 1]}kuu {day.year}"
+    """tammikuu 2022 (the month's name as it stands alone)."""
+    return format_date(day, "LLLL y", locale=LOCALE)
 
 
 def yes_no(value: bool | None) -> str:
