@@ -6,6 +6,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from keha_maksatus.outputs.publish import column_comments
 from keha_maksatus.outputs.rendering import markdown_text
 
 
@@ -22,14 +23,29 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def column_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
+    """The table's columns with their DuckDB types and the descriptions the published
+    file carries (COMMENT ON, set when publishing: the same texts)."""
+    schema_name, table_name = table.split(".")
+    columns = con.execute(
+        "SELECT column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema_name, table_name],
+    ).fetchall()
+    described = column_comments().get(table, {})
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, dtype, description=comment or described.get(name)) for name, dtype, comment in columns
+    ])
+
+
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str, preview_rows: int = 10) -> dict:
-    """Row count, column schema and a preview of a warehouse table (a fixed name)."""
+    """Row count, column schema (with the column descriptions) and a preview of a
+    warehouse table (a fixed name)."""
     frame = con.sql(f"SELECT * FROM {table} LIMIT {int(preview_rows)}").pl()
     count = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
     return {
         "dagster/row_count": count,
-        "dagster/column_schema": schema,
+        "dagster/column_schema": column_schema(con, table),
         "table": table,
         "preview": markdown_table(frame),
     }

@@ -147,9 +147,7 @@ def publish(
     check_published_free(published_path, lock_wait_seconds)
     remove_stale_builds(published_path)
     record_publication(con, published_path, run_id)
-    tables = {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, "meta.publication": PUBLICATION_COMMENT}
-    warehouse.add_comments(con, tables, {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS,
-                                         "meta.publication": PUBLICATION_COLUMN_COMMENTS})
+    warehouse.add_comments(con, table_comments(), column_comments())
     con.execute("CHECKPOINT")  # everything in the file itself, nothing left in its WAL
     build = staging_path(published_path)
     shutil.copyfile(working_file, build)
@@ -183,6 +181,18 @@ PUBLICATION_COLUMN_COMMENTS = {
     "newest_file_id": "The newest of those files (highest file_id)",
     "newest_file_name": "Name of that newest file",
 }
+
+
+def table_comments() -> dict[str, str]:
+    """The description (COMMENT ON TABLE) of every published table."""
+    return {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, "meta.publication": PUBLICATION_COMMENT}
+
+
+def column_comments() -> dict[str, dict[str, str]]:
+    """The description (COMMENT ON COLUMN) of every published column, by table."""
+    return {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS, "meta.publication": PUBLICATION_COLUMN_COMMENTS}
+
+
 _PUBLICATION_DDL = """
 CREATE TABLE IF NOT EXISTS meta.publication (
     publication_no INTEGER NOT NULL, published_at TIMESTAMP NOT NULL, run_id VARCHAR, as_of DATE,

@@ -5,7 +5,8 @@ import dagster as dg
 import duckdb
 
 from keha_maksatus.outputs.publish import PUBLISHED_TABLES, publish
-from pipelines.assets.kpi import KPI_TABLES
+from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from pipelines.assets.kpi import KPI_TABLES, REPORT_DECIMALS
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
 
@@ -23,8 +24,10 @@ def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseR
     try:
         counts = {t: reader.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in PUBLISHED_TABLES}
         quality = reader.sql(
-            "SELECT indicator, period_label, complete, target_op, target, round(value, 2) AS value, n, met "
-            "FROM kpi.quality_section ORDER BY period_start, period_end, indicator"
+            "SELECT indicator, period_label, complete, target_op, target, "
+            "round(value, CASE indicator WHEN ? THEN ? ELSE ? END) AS value, n, met "
+            "FROM kpi.quality_section ORDER BY period_start, period_end, indicator",
+            params=[SATISFACTION, REPORT_DECIMALS[SATISFACTION], REPORT_DECIMALS[PROCESSING_TIME]],
         ).pl()
     finally:
         reader.close()
