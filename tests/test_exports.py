@@ -21,7 +21,7 @@ from xlsxwriter.utility import xl_pixel_width
 
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
-    ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports,
+    ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_csv, write_exports,
 )
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.finnish import HEADERS_FI
@@ -148,6 +148,15 @@ def test_one_number_style_years_plain_and_thousands_alike(sample_exports):
             for header, field in row.items():
                 if header in by_header and field:
                     assert re.fullmatch(r"-?\d+(,\d{1,4})?", field), (path.name, header, field)
+
+
+def test_csv_numbers_are_rounded_half_up_to_four_decimals(tmp_path):
+    frame = pl.DataFrame({"year": [2021, 2022], "n": [12345, 7], "mean_score": [1 / 32, 4.125], "haettu_eur": [1234567.5, None]})
+    write_csv(frame, tmp_path / "x.csv")
+    assert read_csv(tmp_path / "x.csv") == [
+        {"Vuosi": "2021", "Lukumäärä": "12345", "Keskiarvo": "0,0313", "Haettu (EUR)": "1234567,5"},
+        {"Vuosi": "2022", "Lukumäärä": "7", "Keskiarvo": "4,125", "Haettu (EUR)": ""},
+    ]
 
 
 def shown_text(value: object, number_format: str) -> str:

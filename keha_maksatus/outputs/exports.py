@@ -150,10 +150,11 @@ def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
 
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
     """`;`, decimal comma, UTF-8 with BOM, dates as 30.6.2022; numbers without thousands
-    separators (a year is 2021), at most 4 decimals."""
+    separators (a year is 2021), at most 4 decimals rounded half up (polars rounds half even
+    unless told)."""
     csv_safe(in_finnish(frame).with_columns(
         pl.col(pl.Date).dt.strftime("%-d.%-m.%Y"),
-        pl.col(pl.Float64).round(4),
+        pl.col(pl.Float64).round(4, mode="half_away_from_zero"),
     )).write_csv(path, separator=";", decimal_comma=True, include_bom=True)
 
 
