@@ -12,4 +12,9 @@ nightly_schedule = dg.ScheduleDefinition(
     cron_schedule="0 2 * * *",
     execution_timezone="Europe/Helsinki",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Every night at 02:00 Helsinki time: ingests the export files not ingested before, rebuilds the KPIs "
+        "and publishes the warehouse and its report, dashboards and exports (a run with no new files republishes "
+        "the same figures)."
+    ),
 )

@@ -1,6 +1,8 @@
 """What an operator sees in the Dagster UI: column descriptions, rounded figures,
 check results that say why, described schedule and sensor."""
 
+import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +14,9 @@ from keha_maksatus.config import SATISFACTION
 from keha_maksatus.outputs.publish import PUBLICATION_COLUMN_COMMENTS
 
 from pipelines.assets.kpi import target_check_result
+from pipelines.definitions import defs
+from pipelines.resources import WarehouseResource
+from pipelines.sensors import new_exports_sensor
 
 from conftest import DECISION_HEADER, decision, write_export
 from test_pipeline import checks, materialize, pseudonym_key, small_landing  # noqa: F401 (the key fixture)
@@ -87,3 +92,45 @@ def test_a_running_period_that_misses_its_target_warns_and_says_so():
     assert result.metadata["value"].value == 3.88
     no_target = target_check_result(SATISFACTION, periods.with_columns(pl.lit(None).alias("target"), pl.lit(None).alias("met")))
     assert no_target.passed and "no target for this year" in no_target.description
+
+
+def test_schedule_and_sensor_are_described():
+    assert "02:00" in defs.resolve_schedule_def("nightly_at_two").description
+    assert "already holds" in defs.resolve_sensor_def("new_exports_sensor").description
+
+
+def test_sensor_starts_no_run_for_files_already_ingested(tmp_path, landing):
+    small_landing(landing)
+    old = time.time() - 3600
+    for path in landing.iterdir():
+        os.utime(path, (old, old))
+    published = tmp_path / "out" / "maksatus.duckdb"
+    resources = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_path=str(published))}
+    with dg.build_sensor_context(resources=resources) as context:
+        assert isinstance(new_exports_sensor(context), dg.RunRequest)  # nothing ingested yet
+    assert materialize(landing, published).success
+    with dg.build_sensor_context(resources=resources) as context:  # a fresh cursor: only the ingest log tells
+        skipped = new_exports_sensor(context)
+        assert isinstance(skipped, dg.SkipReason) and "all ingested already" in skipped.skip_message
+    new_file = write_export(landing, "maksatuspaatokset_2023-03-31.csv", DECISION_HEADER, [decision("H7", "1.2.2023")])
+    os.utime(new_file, (old, old))
+    with dg.build_sensor_context(resources=resources) as context:
+        request = new_exports_sensor(context)
+        assert isinstance(request, dg.RunRequest) and request.tags["keha/new_files"] == "1"
+        assert request.run_key.startswith("maksatuspaatokset_2023-03-31.csv|")
+
+
+def test_run_summary_says_what_was_new_this_run(tmp_path, landing):
+    from test_cli import run_cli
+
+    published = str(tmp_path / "out" / "maksatus.duckdb")
+    small_landing(landing)
+    first = run_cli("run", "--landing", str(landing), "--warehouse", published, key="summary")
+    assert first.returncode == 0, first.stderr
+    assert "This run: 3 new files; rows read 13, valid 11, rejected 2." in first.stdout
+    write_export(landing, "maksatuspaatokset_2023-03-31.csv", DECISION_HEADER, [decision("H7", "1.2.2023", "10.2.2023")])
+    second = run_cli("run", "--landing", str(landing), "--warehouse", published, key="summary")
+    assert "This run: 1 new file; rows read 1, valid 1, rejected 0." in second.stdout
+    assert "All runs: files in the ingest log 4 (0 not ingested); rows read 14, valid 12, rejected 2" in second.stdout
+    third = run_cli("run", "--landing", str(landing), "--warehouse", published, key="summary")
+    assert "This run: no new files; rows read 0, valid 0, rejected 0." in third.stdout
