@@ -177,7 +177,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         raise failure
     for line in _error_checks(result):
         print(f"ERROR check: {line}", file=sys.stderr)
-    _print_results(published, landing, result.run_id, home)
+    _print_results(published, landing, result.run_id, home, new_this_run(result))
     return 0
 
 
@@ -269,7 +269,16 @@ def _error_checks(result) -> list[str]:
     return found
 
 
-def _print_results(published: Path, landing: Path, run_id: str, home: Path) -> None:
+def new_this_run(result) -> dict[str, int]:
+    """What the run's ingest step found new: files and rows read, valid and rejected."""
+    for materialization in result.asset_materializations_for_node("ingest_landing_folder"):
+        if materialization.asset_key.to_user_string() == "ingested_files":
+            metadata = materialization.metadata
+            return {key: int(metadata[key].value) for key in ("new_files", "rows_read", "rows_valid", "rows_rejected")}
+    return {"new_files": 0, "rows_read": 0, "rows_valid": 0, "rows_rejected": 0}
+
+
+def _print_results(published: Path, landing: Path, run_id: str, home: Path, new: dict[str, int]) -> None:
     try:
         con = open_published(published)
     except (OperatorError, duckdb.Error) as error:
@@ -294,8 +303,12 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path) -> N
         decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
         value_text = f"{value:.{decimals}f}" if value is not None else "-"
         print(f"{period:<10} {indicator:<29} {str(complete).lower():<8} {target_text:>7} {value_text:>7} {n:>7} {'-' if met is None else str(met).lower():<5}")
+    files = "no new files" if not new["new_files"] else f"{new['new_files']} new file{'s' if new['new_files'] != 1 else ''}"
     print(
-        f"\nFiles in the ingest log: {ingest[0]} ({ingest[4]} not ingested); rows read {ingest[1]}, "
+        f"\nThis run: {files}; rows read {new['rows_read']}, valid {new['rows_valid']}, rejected {new['rows_rejected']}."
+    )
+    print(
+        f"All runs: files in the ingest log {ingest[0]} ({ingest[4]} not ingested); rows read {ingest[1]}, "
         f"valid {ingest[2]}, rejected {ingest[3]} (see quality.quarantine)."
     )
     outputs = output_folders(published)
