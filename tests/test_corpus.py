@@ -90,7 +90,8 @@ def test_corpus_case(case, tmp_path):
     folder = CORPUS / case
     expected = tomllib.loads((folder / "expected.toml").read_text(encoding="utf-8"))
     landing = lay_out_landing(folder, tmp_path / "landing", expected.get("special", []))
-    secrets = personal_data_in(folder, expected.get("personal_data", []))
+    # `not_personal_data`: ids and dates of the case that the scan's broad patterns would take for personal data
+    secrets = personal_data_in(folder, expected.get("personal_data", [])) - set(expected.get("not_personal_data", []))
 
     work_dir = tmp_path / "work"
     con = build_working(landing, work_dir, today=dt.date(2022, 6, 30))  # the run finishes

@@ -67,6 +67,15 @@ _INTERNATIONAL = r"[1-9][0-9]{0,2}[ .-]?(?:\(0\) ?)?[1-9](?:[ ./-]?[0-9]){5,}"
 INTERNATIONAL_PHONE_PATTERN = f"(?:{_PHONE_LEFT}00|(^|[^0-9])\\+){_INTERNATIONAL}"
 DOMESTIC_PHONE_PATTERN = f"(?:{_PHONE_LEFT}0[1-9][0-9]{{0,3}}|\\(0[1-9][0-9]{{0,3}}\\)){_SUBSCRIBER}"
 
+# A phone number glued after a letter, `_`, `/` or `-` (`koti-040 123 4567`,
+# `puh0401234567`) is masked when it cannot be an id's digits: grouped by a space or a
+# dash after the area code (a first group of 3 or more digits: not a date's `-03-01 00`),
+# or a whole mobile number (04x or 050 and 7 digits). The
+# left character, and the one after a mobile number, are kept.
+_GROUPED_SUBSCRIBER = r"(?:[ -][0-9]{5,}|[ -][0-9]{3,4}(?: [0-9]{2,})+)"
+_MOBILE = r"0(?:4[0-9]|50)[0-9]{7}"
+GLUED_PHONE_PATTERN = f"([A-Za-z_/\\-])(?:0[1-9][0-9]{{0,3}}{_GROUPED_SUBSCRIBER}|{_MOBILE}([^0-9]|$))"
+
 # E-mail addresses, IBANs, phone numbers in international form, personal identity
 # codes (any century sign, glued to anything; no day is 00), business IDs (also glued)
 # and domestic phone numbers, masked in this order: a code inside an e-mail address goes
@@ -81,9 +90,37 @@ MASKS = (
     (r"(?:0[1-9]|[1-9][0-9])[0-9]{4}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]", "[hetu]"),
     (r"[0-9]{7}-[0-9]", "[y-tunnus]"),
     (DOMESTIC_PHONE_PATTERN, "${1}[puhelin]"),
+    (GLUED_PHONE_PATTERN, "${1}[puhelin]${2}"),
 )
 # Any of them, for telling whether a text holds personal data at all.
 PERSONAL_DATA_PATTERN = "|".join(f"(?:{pattern})" for pattern, _ in MASKS)
+# The subscriber part without the form of a plain digit run (`0123456` is an id).
+_CODE_SUBSCRIBER = (
+    f"(?: ?[0-9]{{2,}}{_GROUP}+| [0-9]{{5,}}"
+    f"| ?- ?(?:[0-9]{{3,}}{_GROUP}+|[0-9]{{5,}})"
+    f"| ?[/.] ?[0-9]{{3}}{_GROUP}+)"
+)
+# Personal data in a code or id column, where digits are the rule: an identity code or
+# business ID not glued to other digits (`20220101-0001` is a date and a number, not a
+# code), a phone number only with `+`, `00358`, `00` and a separated country code,
+# grouped, or as 8 to 11 digits after an area code
+# `02`-`09` not glued to a letter (zero-padded ids such as `0012345678`, `0123456` and
+# `H02000000` are no phone numbers),
+# and any e-mail or IBAN.
+CODE_PERSONAL_DATA_PATTERN = "|".join(
+    f"(?:{pattern})"
+    for pattern in (
+        MASKS[0][0],
+        MASKS[1][0],
+        f"(?:^|[^0-9])\\+{_INTERNATIONAL}",
+        r"(?:^|[^0-9])00(?:358[ .-]?|[1-9][0-9]{0,2}[ .-])(?:\(0\) ?)?[1-9](?:[ ./-]?[0-9]){5,}",
+        r"(?:^|[^0-9])(?:0[1-9]|[1-9][0-9])[0-9]{4}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]",
+        r"(?:^|[^0-9])[0-9]{7}-[0-9](?:$|[^0-9])",
+        f"(?:{_PHONE_LEFT}0[1-9][0-9]{{0,3}}|\\(0[1-9][0-9]{{0,3}}\\)){_CODE_SUBSCRIBER}",
+        f"[A-Za-z_/\\-]0[1-9][0-9]{{0,3}}{_GROUPED_SUBSCRIBER}",
+        r"(?:^|[^0-9A-Za-z])0[2-9][0-9]{6,9}(?:$|[^0-9])",
+    )
+)
 
 
 class MissingKeyError(RuntimeError):
@@ -225,6 +262,11 @@ def mask_free_text(text: pl.Expr) -> pl.Expr:
 def holds_personal_data(text: pl.Expr) -> pl.Expr:
     """Whether the text holds anything mask_free_text would mask (null for null)."""
     return text.str.contains(PERSONAL_DATA_PATTERN)
+
+
+def code_holds_personal_data(text: pl.Expr) -> pl.Expr:
+    """Whether a code or id holds personal data (CODE_PERSONAL_DATA_PATTERN; null for null)."""
+    return text.str.contains(CODE_PERSONAL_DATA_PATTERN)
 
 
 def mask_column(frame: pl.DataFrame, column: str) -> pl.DataFrame:

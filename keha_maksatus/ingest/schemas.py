@@ -12,7 +12,7 @@ import polars as pl
 
 from keha_maksatus.ingest import parsing
 from keha_maksatus.ingest.identifiers import customer_id_validity, hetu_birth_date_validity
-from keha_maksatus.ingest.privacy import holds_personal_data
+from keha_maksatus.ingest.privacy import code_holds_personal_data
 
 INSTRUMENTS = ("palkkatuki", "starttiraha", "kulukorvaus", "rekrytointituki", "esr", "eakr", "muu")
 OUTCOMES = ("myönteinen", "kielteinen", "osittain myönteinen", "raukeaa")
@@ -79,9 +79,9 @@ PERSONAL_DATA_RULE = "personal_data"
 
 
 def _no_personal_data(data: pa.PolarsData) -> pl.LazyFrame:
-    """A code or id holding what free-text masking would mask (an identity code, business
-    ID, e-mail address, phone number or IBAN) fails, so that it never reaches core.*."""
-    return data.lazyframe.select((~holds_personal_data(pl.col(data.key))).fill_null(True))
+    """A code or id holding an identity code, business ID, e-mail address, phone number
+    or IBAN fails, so that it never reaches core.*."""
+    return data.lazyframe.select((~code_holds_personal_data(pl.col(data.key))).fill_null(True))
 
 
 class DecisionModel(pa.DataFrameModel):
