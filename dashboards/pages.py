@@ -24,6 +24,11 @@ from keha_maksatus.outputs.publish import new_build_directory, replace_directory
 from keha_maksatus.outputs.rendering import render_template
 
 PLOTLY_JS = "plotly.min.js"
+READING_NOTE = (
+    "Luku pisteen tai pylvään kohdalla (n) on päätösten, vastausten tai hakemusten määrä, jolle luku perustuu. "
+    f"Vaalea viivoitettu pylväs tai avoin piste: {figures.THIN_FI}. Harmaa risti: {figures.HIDDEN_FI}. "
+    "Harmaa alue: osittainen kuukausi, aineisto alkaa vasta kuukauden aikana. Punainen katkoviiva: tavoite."
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,9 @@ def render_page(page: Page, con: duckdb.DuckDBPyConnection) -> str:
         ))
         for index, make in enumerate(page.figures)
     ]
-    return render_template("dashboard.html", pages=PAGES, page=page, figures=divs, plotly_js=PLOTLY_JS)
+    return render_template(
+        "dashboard.html", pages=PAGES, page=page, figures=divs, plotly_js=PLOTLY_JS, reading_note=READING_NOTE
+    )
 
 
 def build_dashboards(published_path: Path, out_dir: Path) -> list[Path]:
