@@ -601,12 +601,17 @@ def test_markdown_text_renders_as_plain_text_in_a_table_and_a_paragraph(text):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(any_text, markup_text, st.sampled_from(HOSTILE_CODES)), min_size=1, max_size=8))
 def test_csv_safe_leaves_no_formula_start_and_changes_nothing_else(texts):
-    frame = pl.DataFrame({"code": texts, "n": list(range(-len(texts), 0))})
+    # Several text columns: each cell is judged alone, a formula in one leaves its row's others be.
+    frame = pl.DataFrame({
+        "code": texts, "other": list(reversed(texts)), "month": ["1.2.2022"] * len(texts), "n": list(range(-len(texts), 0)),
+    })
     safe = csv_safe(frame)
     assert safe["n"].to_list() == frame["n"].to_list()  # numbers stay numbers
-    for before, after in zip(texts, safe["code"].to_list()):
-        assert after == ("'" + before if before.startswith(FORMULA_STARTS) else before)
-        assert not after.startswith(FORMULA_STARTS)
+    assert safe["month"].to_list() == frame["month"].to_list()
+    for column in ("code", "other"):
+        for before, after in zip(frame[column].to_list(), safe[column].to_list()):
+            assert after == ("'" + before if before.startswith(FORMULA_STARTS) else before)
+            assert not after.startswith(FORMULA_STARTS)
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+import re
 from pathlib import Path
 
 import polars as pl
@@ -119,9 +120,10 @@ def in_finnish(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every text cell that a spreadsheet would take for a formula, prefixed with `'`."""
-    text = pl.col(pl.String)
-    formula = pl.any_horizontal(*[text.str.starts_with(start) for start in FORMULA_STARTS])
+    """Every text cell that a spreadsheet would take for a formula, prefixed with `'`
+    (which spreadsheets take as "this is text"); each cell judged alone."""
+    text = pl.col(pl.String)  # expands to each text column in turn
+    formula = text.str.contains("^[" + "".join(re.escape(start) for start in FORMULA_STARTS) + "]")
     return frame.with_columns(pl.when(formula).then(pl.lit("'") + text).otherwise(text).name.keep())
 
 

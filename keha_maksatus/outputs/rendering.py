@@ -41,16 +41,6 @@ def plotly_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def is_formula_text(text: str) -> bool:
-    return text.startswith(FORMULA_STARTS)
-
-
-def csv_text(text: str) -> str:
-    """A text cell for a CSV opened in a spreadsheet: one that would start a formula is
-    prefixed with `'`, which spreadsheets take as "this is text"."""
-    return "'" + text if is_formula_text(text) else text
-
-
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("keha_maksatus.outputs", "templates"),
     autoescape=True,  # every template here is HTML
