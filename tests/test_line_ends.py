@@ -16,7 +16,7 @@ from conftest import DECISION_HEADER, FEEDBACK_HEADER
 
 EXTRACT = dt.date(2022, 6, 30)
 LINE_ENDS = st.sampled_from(["\n", "\r\n", "\r"])
-BLANK = st.sampled_from(["", " ", "\t", "  \t ", " " * 40])
+BLANK = st.sampled_from(["", " ", "\t", "  \t ", " " * 40, "\u00a0", " \x0c", "\x0b\t"])  # no-break space, form feed, vertical tab
 
 DECISION_CELLS = [
     st.sampled_from(["H1", "H2", "H3", "H4", "H5", "H6", "", "H1"]),
@@ -145,3 +145,13 @@ def test_an_old_mac_file_with_cr_only(tmp_path):
     result = read_and_validate(path, DECISIONS)
     assert (result.rows_read, result.rows_valid) == (3, 3)
     assert result.valid["line"].to_list() == [2, 3, 4]
+
+
+def test_lines_of_unicode_spaces_alone_are_no_rows(tmp_path):
+    row = "H1;palkkatuki;TE-UUS;1.2.2022;15.2.2022;myönteinen;1000,00;;131052-308T;"
+    blanks = ["\u00a0", "\u3000", " \u202f ", "\u2003\t", "\x0c"]
+    path = tmp_path / "maksatuspaatokset_2022-06-30.csv"
+    path.write_bytes("\n".join([DECISION_HEADER, row, *blanks, row.replace("H1", "H2"), ""]).encode())
+    result = read_and_validate(path, DECISIONS)
+    assert (result.rows_read, result.rows_valid, result.rows_rejected) == (2, 2, 0)
+    assert result.valid["line"].to_list() == [2, 8]

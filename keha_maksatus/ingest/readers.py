@@ -38,7 +38,7 @@ _SNIFF_BYTES = 64 * 1024
 _FORMAT_NAMES = {".csv": "CSV", ".txt": "CSV", ".xlsx": "an .xlsx workbook", ".parquet": "Parquet"}
 TIME_ZONE = "Europe/Helsinki"  # time-zone-aware timestamps are taken as local time here
 
-_LF, _CR, _QUOTE, _SPACE, _TAB = 10, 13, 34, 32, 9
+_LF, _CR, _QUOTE = 10, 13, 34
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
@@ -256,7 +256,7 @@ def _read_csv_as(original: bytes | mmap.mmap, encoding: str, handle: BinaryIO | 
     first_end = _LINE_END.search(original, start)
     first_line = original[start : first_end.start() if first_end else len(original)]
     text, records, header = original, None, 0
-    if line_ends.bare_cr or not first_line.strip(b" \t"):
+    if line_ends.bare_cr or _is_blank(first_line):
         # polars knows LF and CR LF only, and takes the first line for the header: the
         # text from the first record that is not blank, each record ended by LF.
         records = _find_records(original, start)
@@ -345,6 +345,16 @@ def _count_line_ends(array: np.ndarray) -> _LineEnds:
     return _LineEnds(cr, lf, crlf)
 
 
+# First bytes (UTF-8) of a line that may hold only blanks: space, tab, vertical tab,
+# form feed, and the lead bytes of no-break and other Unicode spaces (U+00A0, U+2000-U+205F, U+3000).
+_BLANK_FIRST_BYTES = np.array([0x20, 0x09, 0x0B, 0x0C, 0xC2, 0xE1, 0xE2, 0xE3], dtype=np.uint8)
+
+
+def _is_blank(line: bytes) -> bool:
+    """No characters, or only blanks (any Unicode space)."""
+    return not line.decode("utf-8", "replace").strip()
+
+
 def _may_have_blank_rows(frame: pl.DataFrame) -> bool:
     """Whether some row read may be a blank line: every field empty but perhaps the
     first, which holds only blanks. (A line of separators alone looks the same here;
@@ -352,7 +362,7 @@ def _may_have_blank_rows(frame: pl.DataFrame) -> bool:
     fields = frame.columns
     others_empty = pl.all_horizontal([pl.col(c).is_null() for c in fields[1:]]) if len(fields) > 1 else pl.lit(True)
     suspects = frame.lazy().filter(others_empty).select(fields[0]).collect().to_series()
-    return bool((suspects.is_null() | suspects.str.contains(r"^[ \t]*$")).any())
+    return bool((suspects.is_null() | suspects.str.contains(r"^\s*$")).any())
 
 
 @dataclass
@@ -393,8 +403,8 @@ def _find_records(text: bytes, start: int) -> _Records:
 
     blank = ends == starts
     first = array[np.minimum(starts, n - 1)] if n else starts
-    for i in np.flatnonzero(~blank & ((first == _SPACE) | (first == _TAB))):
-        blank[i] = not text[starts[i] : ends[i]].strip(b" \t")
+    for i in np.flatnonzero(~blank & np.isin(first, _BLANK_FIRST_BYTES)):
+        blank[i] = _is_blank(text[starts[i] : ends[i]])
     return _Records(starts, ends, lines, blank, len(closing) < len(end_from))
 
 
