@@ -140,11 +140,6 @@ def _legend_marker(fig: go.Figure, name: str, **marker) -> None:
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=dict(size=11, **marker), hoverinfo="skip"))
 
 
-def _cards_layout(fig: go.Figure, columns: int, height: int) -> go.Figure:
-    fig.update_layout(height=height, separators=", ", margin=dict(l=20, r=20, t=40, b=10))
-    return fig
-
-
 def headline_indicators(con: duckdb.DuckDBPyConnection) -> go.Figure:
     """Each indicator's newest period: the value, its difference to the target and its
     change from the previous period of the same kind (1-6 or 1-12 of the year before)."""
@@ -178,7 +173,8 @@ def headline_indicators(con: duckdb.DuckDBPyConnection) -> go.Figure:
         for line, (text, color) in enumerate(lines):
             fig.add_annotation(text=plotly_text(text), x=center, y=0.3 - 0.16 * line, xref="paper", yref="paper",
                                showarrow=False, font=dict(size=14 if line == 0 else 12, color=color))
-    return _cards_layout(fig, columns, 300)
+    fig.update_layout(height=300, separators=", ", margin=dict(l=20, r=20, t=40, b=10))
+    return fig
 
 
 def _higher_is_better(indicator: str) -> bool:
