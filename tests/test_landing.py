@@ -226,7 +226,7 @@ def test_the_later_extract_in_real_name_order_wins(tmp_path, first, later, arriv
         for raw in batch:
             put(landing, raw, files[raw])
         run(landing, work)
-    assert query(work, "SELECT haettu_eur, file_name FROM core.decisions") == [(200.0, landing_folder.logged_name(os.fsdecode(later)))]
+    assert query(work, "SELECT haettu_eur, file_name FROM core.decisions") == [(200.0, landing_folder.log_text(os.fsdecode(later)))]
 
 
 @pytest.mark.parametrize(

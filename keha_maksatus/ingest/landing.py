@@ -182,8 +182,3 @@ def log_text(text: str) -> str:
     """Text from the input (a name, a reader's message) as the ingest log keeps it:
     personal data masked, printable."""
     return printable(_masked(text))
-
-
-def logged_name(name: str) -> str:
-    """The name as logged: personal data masked, printable (see printable)."""
-    return log_text(name)

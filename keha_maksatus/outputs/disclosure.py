@@ -1,4 +1,6 @@
-"""What people may see: the one home of the under-5 rule for everything people read.
+"""What people may see: the under-5 rule for everything people read (the report,
+dashboards and exports). The warehouse's breakdown tables apply the same rule in SQL
+(kpi.SUPPRESSED_CELLS, with kpi.MIN_CELL_RESPONSES, the one threshold).
 
 The published warehouse keeps exact figures for analysts. The report, the dashboards and
 the exports read the published file only through `open_for_people`, which holds the KPI
