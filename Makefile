@@ -6,7 +6,7 @@ PIP_VERSION := 26.3
 # The Dagster instance (dagster.yaml) lives at the repo root, its state under .dagster/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: setup run test dev sample bench profile screenshots clean
+.PHONY: setup run sql test dev sample bench profile screenshots clean
 
 setup: $(BIN)/.installed
 
@@ -18,6 +18,10 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 run: setup
 	$(BIN)/keha-maksatus run
+
+# A read-only SQL shell on the published warehouse (after make run): .tables, .describe TABLE, SELECT ...;
+sql: setup
+	$(BIN)/keha-maksatus sql
 
 test: setup
 	$(BIN)/pytest

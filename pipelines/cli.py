@@ -31,6 +31,7 @@ from keha_maksatus.errors import ConfigurationError, NothingToIngestError, Opera
 from keha_maksatus.ingest.privacy import MissingKeyError, mask_string, resolve_key
 from keha_maksatus.outputs.publish import open_published, output_folders
 from keha_maksatus.outputs.report import REPORT_NAME
+from pipelines.sql_shell import sql_command
 
 INSTANCE_FILE = "dagster.yaml"
 # Errors that reach the command from inside a Dagster step arrive as a class name.
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help=f"published DuckDB file (default {DEFAULT_WAREHOUSE})")
     library_cli.add_debug_flag(run)
     run.set_defaults(handler=run_pipeline)
+    sql = commands.add_parser("sql", help="a read-only SQL shell on the published warehouse (-c: run a query and leave)")
+    sql.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help=f"published DuckDB file (default {DEFAULT_WAREHOUSE})")
+    sql.add_argument("-c", "--command", dest="query", help="SQL to run (statements end with ;); without it, an interactive shell")
+    library_cli.add_debug_flag(sql)
+    sql.set_defaults(handler=lambda args: sql_command(Path(os.path.abspath(args.warehouse.expanduser())), args.query))
     return parser
 
 
@@ -313,12 +319,15 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
     )
     outputs = output_folders(published)
     print(f"Landing folder:      {landing}")
-    print(f"Published warehouse: {published}  (open read-only: duckdb -readonly {published})")
+    print(f"Published warehouse: {published}")
+    print(f"SQL on it:           keha-maksatus sql --warehouse {published}  (read-only; make sql for the default warehouse)")
     print(f"Quality report:      {outputs.report / (REPORT_NAME + '.html')}  (and .md)")
     print(f"Dashboards:          {outputs.dashboards / 'index.html'}")
     print(f"Exports:             {outputs.exports}/  (.xlsx, .csv, .parquet)")
     print(f"Working state:       {state.warehouse_files(published).state_dir}/")
-    print(f"Dagster run:         {run_id}  (instance {home}; make dev, then http://127.0.0.1:3000/runs/{run_id})")
+    # make dev shows the repo's instance only; another DAGSTER_HOME needs its own dagster dev
+    ui = "make dev" if home == Path(os.path.abspath(REPO_ROOT)) else f"DAGSTER_HOME={home} dagster dev"
+    print(f"Dagster run:         {run_id}  (instance {home}; {ui}, then http://127.0.0.1:3000/runs/{run_id})")
 
 
 # --- the command ------------------------------------------------------------------------

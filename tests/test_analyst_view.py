@@ -89,3 +89,31 @@ def test_a_publish_killed_before_the_replace_leaves_no_row_in_the_history(tmp_pa
     assert run_cli(landing, published).returncode == 0
     history = publications(published)
     assert [(r["publication_no"], r["files_ingested"]) for r in history] == [(1, 3), (2, 4)]
+
+
+def test_sql_entry_point_runs_queries_read_only_on_the_published_file(sample_warehouse):
+    from test_cli import run_cli
+
+    done = run_cli("sql", "--warehouse", str(sample_warehouse), "-c",
+                   "SELECT period_label, n FROM kpi.quality_section WHERE period_label = '1-12/2022' AND indicator = 'maksatus_kasittelyaika_pv'; "
+                   "SELECT count(*) AS publishes FROM meta.publication;")
+    assert done.returncode == 0, done.stderr
+    assert "│ 1-12/2022    │" in done.stdout and "publishes" in done.stdout
+    refused = run_cli("sql", "--warehouse", str(sample_warehouse), "-c", "DELETE FROM core.decisions;")
+    assert refused.returncode == 1 and "read-only" in refused.stderr.lower()
+    missing = run_cli("sql", "--warehouse", str(sample_warehouse.parent / "none.duckdb"), "-c", "SELECT 1;")
+    assert missing.returncode != 0 and "no published warehouse" in missing.stderr
+
+
+def test_sql_shell_reads_statements_over_lines_and_dot_commands(sample_warehouse):
+    import subprocess
+
+    from test_cli import CLI, REPO
+
+    session = ".tables\n.describe meta.publication\nSELECT 6 * 7\n  AS answer;\nSELECT nope;\n.quit\n"
+    done = subprocess.run([str(CLI), "sql", "--warehouse", str(sample_warehouse)], input=session,
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "kpi.quality_section " in done.stdout and "newest_file_name" in done.stdout
+    assert "│     42 │" in done.stdout
+    assert "error: Binder Error" in done.stdout
