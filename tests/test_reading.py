@@ -322,6 +322,21 @@ def test_excel_date_cells_numbers_and_sheet_row_numbers(tmp_path):
     assert {line for line, _, _ in rejected(result)} == {5, 8}
 
 
+def test_excel_date_time_cells_in_a_date_column_are_their_dates(tmp_path):
+    # A column of date cells is typed: a date-time cell there is its date, as in Parquet.
+    path = _workbook(tmp_path / "maksatuspaatokset_2022-06-30.xlsx", DECISION_HEADER, {
+        2: ["H1", "palkkatuki", "TE-UUS", dt.datetime(2022, 2, 1, 10, 30), dt.datetime(2022, 2, 15, 23, 59), "myönteinen", 1000.0, None, HETU, None],
+        3: ["H2", "esr", "ELY-KES", dt.datetime(2022, 2, 2), None, None, 1234, None, HETU, None],
+    })
+    read = read_export(path)
+    assert set(read.timestamp_columns) == {"saapunut", "paatetty"}
+    result = validate_read(read, DECISIONS, EXTRACT)
+    assert rejected(result) == set()
+    assert result.valid.select("saapunut", "paatetty").rows() == [
+        (dt.date(2022, 2, 1), dt.date(2022, 2, 15)), (dt.date(2022, 2, 2), None)
+    ]
+
+
 def test_excel_scores_and_date_times(tmp_path):
     path = _workbook(tmp_path / "asiakaspalaute_2022-06-30.xlsx", FEEDBACK_HEADER, {
         2: ["V1", "kohtaaminen", "maksatus", dt.datetime(2022, 3, 1, 10, 5), 4.0],

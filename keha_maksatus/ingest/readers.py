@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import fastexcel
 import numpy as np
 import polars as pl
 
@@ -57,7 +58,7 @@ class ReadResult:
     file_format: str  # csv, xlsx or parquet
     encoding: str | None = None
     separator: str | None = None
-    timestamp_columns: tuple[str, ...] = ()  # columns that came typed as date-times (Parquet)
+    timestamp_columns: tuple[str, ...] = ()  # columns that came typed as date-times (Parquet, Excel date cells)
 
 
 def normalise_header(name: str) -> str:
@@ -81,7 +82,7 @@ def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
                 return _read_csv(handle)
             data = handle.read()
             if suffix in EXCEL_SUFFIXES:
-                return ReadResult(_read_excel(data), "xlsx")
+                return _read_excel(data)
             return _read_parquet(data)
         except UnreadableFile:
             raise
@@ -448,17 +449,21 @@ def _csv_failure(text: bytes, start: int) -> str:
 # --- Excel and Parquet ---------------------------------------------------------------
 
 
-def _read_excel(data: bytes) -> pl.DataFrame:
+def _read_excel(data: bytes) -> ReadResult:
     """The first sheet as text (fastexcel writes a date cell as `yyyy-mm-dd hh:mm:ss`, an
     integral number without decimals). A row with every cell empty is not a row; the
-    others keep their sheet row number as line."""
+    others keep their sheet row number as line. Columns whose cells are all date cells
+    are named in timestamp_columns: in a date column such a cell is its date."""
     frame = pl.read_excel(
         data, sheet_id=1, infer_schema_length=0, drop_empty_rows=False, drop_empty_cols=True, raise_if_empty=False
     )
     if not frame.width:
         raise UnreadableFile("no header row on the first sheet")
     text = _with_lines(_typed_as_text(frame))
-    return text.filter(~pl.all_horizontal(pl.exclude(LINE).is_null()))
+    text = text.filter(~pl.all_horizontal(pl.exclude(LINE).is_null()))
+    available = fastexcel.read_excel(data).load_sheet(0).available_columns()
+    dates = {normalise_header(str(c.name)) for c in available if c.dtype in ("datetime", "date")}
+    return ReadResult(text, "xlsx", timestamp_columns=tuple(c for c in text.columns if c in dates))
 
 
 def _read_parquet(data: bytes) -> ReadResult:

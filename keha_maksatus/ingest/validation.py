@@ -53,7 +53,7 @@ def validate_export(
     """Validate an all-text frame (as from readers.read_export) of the given kind.
 
     `spreadsheet`: the rows come from an .xlsx, whose date cells may hold serial numbers.
-    `timestamp_columns`: columns that came typed as timestamps (Parquet); in a date
+    `timestamp_columns`: columns that came typed as timestamps (Parquet, Excel date cells); in a date
     column such a timestamp is its date, whatever its time of day."""
     missing = [c for c in kind.required_columns if c not in frame.columns]
     if missing:
