@@ -67,7 +67,7 @@ def open_published(published_path: Path, lock_wait_seconds: float = 0.0) -> duck
                     f"cannot publish {published_path}: another program holds a writing connection on it "
                     f"(PID {holder['pid']}, {holder['program']}); waited {lock_wait_seconds:g} s "
                     f"(publish_lock_wait_seconds). Close that connection and run again; the previously published "
-                    f"file is unchanged. Open the warehouse read-only (read_only=True, duckdb -readonly)"
+                    f"file is unchanged. Open the warehouse read-only (read_only=True, or keha-maksatus sql)"
                 ) from None
             time.sleep(min(_LOCK_RETRY_SECONDS, remaining))
 
