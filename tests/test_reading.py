@@ -391,7 +391,6 @@ def _broken_files() -> dict[str, bytes]:
     return {
         "unclosed_quote.csv": f'{DECISION_HEADER}\n{row}\nH2;"{SECRET} {EMAIL}\n'.encode(),
         "text_after_quote.csv": f'{DECISION_HEADER}\nH1;"{SECRET}"{EMAIL};x\n{row}\n'.encode(),
-        "quote_inside_field.csv": f'{DECISION_HEADER}\nH1;ab"{SECRET};{EMAIL}\n'.encode(),
         "bom_but_not_utf8.csv": b"\xef\xbb\xbf" + f"{DECISION_HEADER}\n{row}\n".encode() * 2000 + b"\xe4" + SECRET.encode() + b"\n",
         "undefined_cp1252.csv": f"{DECISION_HEADER}\n{row}\n".encode() + b"\x81\x8d " + SECRET.encode() + b"\xe4\n",
         "odd_utf16.csv": b"\xff\xfe" + f"{DECISION_HEADER}\n{SECRET}".encode("utf-16-le") + b"\x00\xd8",
@@ -460,3 +459,28 @@ def test_feedback_text_with_blank_lines_inside_quotes_stays_one_record(tmp_path)
     result = validate_export(read_export(path).frame, FEEDBACK, EXTRACT)
     assert result.valid["vapaa_teksti"].to_list() == ["hyvä\r\n\r\n   \r\npalvelu"]
     assert rejected(result) == {(7, "arvosana", "score_1_to_5_or_EOS")}
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\n", "\r"])
+def test_a_quote_inside_an_unquoted_field_is_text(tmp_path, line_end):
+    # `12" näyttö`: a double quote is special only at the start of a field.
+    rows = [
+        response("V1", "1.3.2022 10:00", "5", teksti='12" näyttö'), "",
+        response("V2", "1.3.2022 10:00", "4", teksti='"rivi' + line_end + 'toinen"'),
+        response("V3", "1.3.2022 10:00", "9", teksti='sanoi "hyvä" ja 5"'),
+    ]
+    path = tmp_path / "asiakaspalaute_2022-06-30.csv"
+    path.write_bytes(line_end.join([FEEDBACK_HEADER, *rows, ""]).encode())
+    result = validate_export(read_export(path).frame, FEEDBACK, EXTRACT)
+    assert result.rows_read == 3
+    assert result.valid.select("line", "vapaa_teksti").rows() == [(2, '12" näyttö'), (4, "rivi" + line_end + "toinen")]
+    assert rejected(result) == {(6, "arvosana", "score_1_to_5_or_EOS")}
+
+
+@pytest.mark.parametrize("text", ['"auki jää', '"suljettu"x'])
+def test_a_quote_that_opens_a_field_must_close_it(tmp_path, text):
+    rows = [response("V1", "1.3.2022 10:00", "5", teksti=text), response("V2", "1.3.2022 10:00", "4")]
+    path = tmp_path / "asiakaspalaute_2022-06-30.csv"
+    path.write_bytes("\r\n".join([FEEDBACK_HEADER, *rows, ""]).encode())
+    with pytest.raises(UnreadableFile, match="cannot be read as CSV"):
+        read_export(path)

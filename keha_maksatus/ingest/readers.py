@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import csv
 import errno
+import io
 import mmap
 import os
 import re
@@ -272,7 +274,7 @@ def _read_csv_as(original: bytes | mmap.mmap, encoding: str, handle: BinaryIO | 
     except pl.exceptions.PolarsError:
         bad_byte = _first_non_utf8(text)
         if bad_byte is None:
-            raise UnreadableFile(_csv_failure(original, start)) from None
+            return _read_csv_quoting_as_python(original, start, separator, encoding)
         if encoding == "utf-8":
             raise _NotUtf8 from None
         line = len(_LINE_END.findall(text[:bad_byte])) + 1
@@ -287,9 +289,35 @@ def _read_csv_as(original: bytes | mmap.mmap, encoding: str, handle: BinaryIO | 
     # polars' rows are the records after the header, blank ones included
     blank, lines = records.blank[header + 1 :], records.lines[header + 1 :]
     if frame.height != len(lines):
-        raise UnreadableFile(_csv_failure(original, start))
+        return _read_csv_quoting_as_python(original, start, separator, encoding)
     keep = ~blank
     return ReadResult(_with_lines(frame.filter(pl.Series(keep)), pl.Series(lines[keep])), "csv", encoding, separator)
+
+
+def _read_csv_quoting_as_python(original: bytes | mmap.mmap, start: int, separator: str, encoding: str) -> ReadResult:
+    """The slow way for a file polars cannot split: a double quote is special only at the
+    start of a field (`12" näyttö` is text), as Python's csv module reads it. A quote that
+    opens a field and is never closed still makes the file unreadable."""
+    text = bytes(original[start:]).decode("utf-8")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, quotechar='"', strict=True)
+    records, line = [], 1
+    try:
+        for fields in reader:
+            records.append((line, fields))
+            line = reader.line_num + 1
+    except csv.Error:
+        raise UnreadableFile(_csv_failure(original, start)) from None
+    records = [(n, fields) for n, fields in records if len(fields) > 1 or "".join(fields).strip()]  # blank lines
+    if not records:
+        raise UnreadableFile("no header line")
+    header = column_names(records[0][1])
+    width = len(header)
+    rows = [[field or None for field in fields[:width]] + [None] * (width - len(fields)) for _, fields in records[1:]]
+    surplus = [separator.join(fields[width:]) or None for _, fields in records[1:]]
+    frame = pl.DataFrame(rows, schema={name: pl.String for name in header}, orient="row").with_columns(
+        pl.Series(EXTRA_FIELDS, surplus, dtype=pl.String)
+    )
+    return ReadResult(_with_lines(frame, pl.Series([n for n, _ in records[1:]])), "csv", encoding, separator)
 
 
 def _read_csv_text(source: bytes | BinaryIO, separator: str) -> pl.DataFrame:
@@ -443,7 +471,7 @@ def _csv_failure(text: bytes, start: int) -> str:
     records = _find_records(text, start)
     if np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == _QUOTE) % 2 and len(records.lines):
         return f"cannot be read as CSV: a double quote opened on line {records.lines[-1]} is never closed"
-    return "cannot be read as CSV: fields not quoted as CSV requires (a double quote inside an unquoted field?)"
+    return "cannot be read as CSV: fields not quoted as CSV requires (text after a field's closing double quote?)"
 
 
 # --- Excel and Parquet ---------------------------------------------------------------
