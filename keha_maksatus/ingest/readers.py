@@ -19,7 +19,6 @@ import io
 import mmap
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +27,7 @@ import fastexcel
 import numpy as np
 import polars as pl
 
+from keha_maksatus.ingest.landing import open_regular
 from keha_maksatus.ingest.privacy import mask_string
 
 LINE = "line"
@@ -96,19 +96,16 @@ def read_export(path: Path | str | bytes | os.PathLike) -> ReadResult:
 
 
 def _open_regular_file(path: Path) -> BinaryIO:
-    """The file opened for reading. A name swapped since the folder was listed for a
-    link (not followed) or a pipe (would wait for a writer) is refused."""
+    """The file opened for reading (landing.open_regular); a name swapped since the folder
+    was listed for a link (not followed) or a pipe (would wait for a writer) is refused."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        return open_regular(path)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise UnreadableFile("symbolic link, not followed") from None
+        if error.errno == 0:
+            raise UnreadableFile("not a regular file") from None
         raise UnreadableFile(f"cannot be opened: {error.strerror or type(error).__name__}") from None
-    handle = os.fdopen(descriptor, "rb")
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        handle.close()
-        raise UnreadableFile("not a regular file")
-    return handle
 
 
 # --- typed cells as text -------------------------------------------------------------
