@@ -95,3 +95,23 @@ def quality_row(con: duckdb.DuckDBPyConnection, indicator: str, period: str) -> 
     ).pl()
     assert frame.height == 1, f"expected one row for {indicator} {period}, got {frame.height}"
     return frame.row(0, named=True)
+
+
+CHROMIUM = shutil.which("chromium")
+# Browser tests use Debian's chromium; CI installs it (.ci/run), so there they never skip.
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboards.screenshots import CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

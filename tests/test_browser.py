@@ -13,10 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from dashboards.pages import PAGES
-from dashboards.screenshots import CHROMIUM_ARGS, take_screenshots
+from dashboards.screenshots import take_screenshots
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.publish import output_folders
 from keha_maksatus.outputs.report import REPORT_NAME
@@ -25,19 +24,10 @@ from pipelines.definitions import defs
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "build" / "screenshots"
-CHROMIUM = shutil.which("chromium")
+from conftest import needs_chromium
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,18 @@ row. The second warehouse has the same decisions and no feedback at all.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from dashboards.figures import HIDDEN_FI, NO_DATA_FI, THIN_FI
 from dashboards.pages import PAGES, build_dashboards
-from dashboards.screenshots import CHROMIUM_ARGS
 from keha_maksatus.outputs.publish import publish
 from keha_maksatus.warehouse import working_path
 
-from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
+from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, needs_chromium, response, write_export
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 FIGURES = {page.file_name: page for page in PAGES}
 
 
@@ -72,13 +65,6 @@ def full(tmp_path_factory) -> Path:
 def no_feedback(tmp_path_factory) -> Path:
     return build(tmp_path_factory.mktemp("no_feedback"), with_feedback=False)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Dashboard:
