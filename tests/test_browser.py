@@ -22,9 +22,10 @@ from keha_maksatus.outputs.report import REPORT_NAME
 from keha_maksatus.state import warehouse_files
 from pipelines.definitions import defs
 
+from conftest import needs_chromium
+
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "build" / "screenshots"
-from conftest import needs_chromium
 
 pytestmark = needs_chromium
 
