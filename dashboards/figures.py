@@ -375,24 +375,32 @@ def processing_time_distribution(con: duckdb.DuckDBPyConnection) -> go.Figure:
     return _layout(fig, f"Käsittelyaikojen jakauma {year}, käsittelyaika päivinä (oranssi: 30 päivää tai yli, tavoite alle 30)", "päätöksiä")
 
 
-def satisfaction_by_survey(con: duckdb.DuckDBPyConnection) -> go.Figure:
-    rows = con.sql("SELECT month, kysely, mean_score, n, suppressed FROM kpi.satisfaction_monthly WHERE tukimuoto IS NULL ORDER BY month").pl()
-    title = f"Asiakastyytyväisyys kyselytyypeittäin (solut alle {MIN_CELL_RESPONSES} vastausta piilotettu)"
+SURVEYS_FI = {"kohtaaminen": "kohtaamiskysely", "jalkikysely": "jälkikysely", "kampanja": "kampanjakysely"}
+SURVEY_COLORS = {"kohtaaminen": BLUE, "jalkikysely": ORANGE, "kampanja": GREY}
+
+
+def satisfaction_by_survey(con: duckdb.DuckDBPyConnection, survey: str) -> go.Figure:
+    """One survey type's months (a chart of its own, so that the counts over the points of
+    the three lines never collide)."""
+    rows = con.sql(
+        "SELECT month, mean_score, n, suppressed FROM kpi.satisfaction_monthly WHERE tukimuoto IS NULL AND kysely = ? ORDER BY month",
+        params=[survey],
+    ).pl()
+    title = f"Asiakastyytyväisyys: {SURVEYS_FI[survey]} (solut alle {MIN_CELL_RESPONSES} vastausta piilotettu)"
     if rows.height == 0:
         return no_data(title)
     fig = go.Figure()
-    positions = {"kohtaaminen": "top center", "jalkikysely": "bottom center", "kampanja": "top center"}
-    for survey, color in (("kohtaaminen", BLUE), ("jalkikysely", ORANGE), ("kampanja", GREY)):
-        part = rows.filter((pl.col("kysely") == survey) & ~pl.col("suppressed"))
-        if part.height:
-            fig.add_trace(go.Scatter(x=part["month"], y=part["mean_score"], mode="lines+markers+text", name=f"{survey} (luku: vastauksia)",
-                                     line=dict(color=color), marker=dict(color=color, size=7),
-                                     text=[fi.number(n) for n in part["n"]], textposition=positions[survey],
-                                     textfont=dict(size=9, color=color), customdata=part["n"],
-                                     hovertemplate="%{x|%m/%Y}: %{y:.2f} (n = %{customdata})<extra>" + survey + "</extra>"))
-        _add_hidden_months(fig, rows.filter((pl.col("kysely") == survey) & pl.col("suppressed")), survey)
+    color = SURVEY_COLORS[survey]
+    part = rows.filter(~pl.col("suppressed"))
+    if part.height:
+        fig.add_trace(go.Scatter(x=part["month"], y=part["mean_score"], mode="lines+markers+text", name=f"{survey} (luku: vastauksia)",
+                                 line=dict(color=color), marker=dict(color=color, size=7),
+                                 text=[fi.number(n) for n in part["n"]], textposition="top center",
+                                 textfont=dict(size=9, color=color), customdata=part["n"],
+                                 hovertemplate="%{x|%m/%Y}: %{y:.2f} (n = %{customdata})<extra>" + survey + "</extra>"))
+    _add_hidden_months(fig, rows.filter(pl.col("suppressed")), survey)
     _mark_partial(fig, _partial_month(con, "feedback", rows["month"].min()))
-    return _layout(fig, title, "keskiarvo (1–5)", months_on_x=True, height=440)
+    return _layout(fig, title, "keskiarvo (1–5)", months_on_x=True, height=360)
 
 
 def satisfaction_by_instrument(con: duckdb.DuckDBPyConnection) -> go.Figure:

@@ -8,6 +8,8 @@ own output (their data JSON-escaped by plotly), inserted as trusted HTML.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -54,7 +56,7 @@ PAGES = (
     )),
     Page("asiakastyytyvaisyys.html", "Asiakastyytyväisyys", "Maksatuksen palveluja koskevat vastaukset (1–5). Alle 5 vastauksen solut on piilotettu.", (
         lambda con: figures.monthly_kpi(con, SATISFACTION),
-        figures.satisfaction_by_survey,
+        *[functools.partial(figures.satisfaction_by_survey, survey=survey) for survey in figures.SURVEYS_FI],
         figures.satisfaction_by_instrument,
     )),
     Page("tyojono.html", "Työjono", "Vireillä olevat maksatushakemukset aineiston uusimman poiminnan päivänä.", (

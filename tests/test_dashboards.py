@@ -134,7 +134,7 @@ def test_every_bar_and_point_shows_its_n_and_thin_cells_look_different(full, bro
         assert {"n=20", "n=25", "n=5"} <= set(shares)
 
     with Dashboard(browser, full, "asiakastyytyvaisyys.html") as page:
-        by_instrument = page.texts(2)
+        by_instrument = page.texts(4)  # after the monthly figure and one chart per survey type
         assert "n=8" in by_instrument and "n=2 piilotettu" in by_instrument
         assert HIDDEN_FI in by_instrument
 
@@ -148,10 +148,10 @@ def test_distribution_colours_30_days_as_missed(full, browser):
 
 def test_satisfaction_by_instrument_has_the_target_line(full, browser):
     with Dashboard(browser, full, "asiakastyytyvaisyys.html") as page:
-        assert "tavoite > 4,0" in page.texts(2)
-        lines = page.page.evaluate("() => document.getElementById('figure-2').layout.shapes.map(s => [s.y0, s.y1, s.line.dash])")
+        assert "tavoite > 4,0" in page.texts(4)
+        lines = page.page.evaluate("() => document.getElementById('figure-4').layout.shapes.map(s => [s.y0, s.y1, s.line.dash])")
         assert [4, 4, "dash"] in lines
-        assert page.page.locator("#figure-2 .shapelayer path").count() >= 1
+        assert page.page.locator("#figure-4 .shapelayer path").count() >= 1
     with Dashboard(browser, full, "kasittelyaika.html") as page:
         assert "tavoite < 30 pv" in page.texts(2) and "tavoite < 30 pv" in page.texts(3)
 
@@ -174,9 +174,17 @@ def test_count_axes_have_whole_distinct_ticks(full, browser):
         assert ticks and len(ticks) == len(set(ticks)) and all(t.isdigit() for t in ticks)
 
 
+def test_each_survey_type_has_a_chart_of_its_own(full, browser):
+    # Three lines in one chart made their counts collide: one chart per survey type.
+    with Dashboard(browser, full, "asiakastyytyvaisyys.html") as page:
+        for figure, survey in ((1, "kohtaamiskysely"), (2, "jälkikysely"), (3, "kampanjakysely")):
+            assert any(t.startswith(f"Asiakastyytyväisyys: {survey}") for t in page.texts(figure))
+            assert len([t for t in page.traces(figure) if t["name"].endswith("(luku: vastauksia)")]) <= 1
+
+
 def test_charts_without_data_say_so(no_feedback, browser):
     with Dashboard(browser, no_feedback, "asiakastyytyvaisyys.html") as page:
-        for figure in range(3):
+        for figure in range(5):
             assert NO_DATA_FI in page.texts(figure)
             assert page.page.locator(f"#figure-{figure} .xtick, #figure-{figure} .ytick").count() == 0  # no empty grid
         assert page.errors == []
