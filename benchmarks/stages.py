@@ -13,15 +13,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from keha_maksatus import kpi, warehouse
-
-from keha_maksatus.ingest import landing
 from keha_maksatus.config import load_settings
-from keha_maksatus.ingest.store import _merge_valid_rows
+from keha_maksatus.ingest import landing
 from keha_maksatus.ingest.privacy import CustomerKeys, mask_column
-from keha_maksatus.outputs.publish import publish
 from keha_maksatus.ingest.readers import read_export
 from keha_maksatus.ingest.schemas import kind_of_file
+from keha_maksatus.ingest.store import _merge_valid_rows
 from keha_maksatus.ingest.validation import validate_export
+from keha_maksatus.outputs.publish import publish
 
 
 def main() -> None:

@@ -5,10 +5,9 @@ import time
 
 import pytest
 
-from keha_maksatus.ingest import landing as landing_folder
-
 from keha_maksatus import warehouse
 from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import landing as landing_folder
 from keha_maksatus.ingest.store import ingest_landing, one_ahead
 
 from conftest import DECISION_HEADER, TEST_KEY, decision, write_export

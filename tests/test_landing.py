@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from keha_maksatus.ingest import landing as landing_folder
-
 from keha_maksatus import warehouse
 from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import landing as landing_folder
 from keha_maksatus.ingest.store import ingest_landing
 
 from conftest import DECISION_HEADER, HETU, TEST_KEY, decision

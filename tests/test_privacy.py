@@ -13,13 +13,12 @@ import polars as pl
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from keha_maksatus.ingest import privacy
-
 from keha_maksatus import warehouse
 from keha_maksatus.config import load_settings
-from keha_maksatus.ingest.store import ingest_landing
+from keha_maksatus.ingest import privacy
 from keha_maksatus.ingest.readers import UnreadableFile, read_export
 from keha_maksatus.ingest.schemas import DECISIONS, FEEDBACK
+from keha_maksatus.ingest.store import ingest_landing
 from keha_maksatus.ingest.validation import validate_export
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, decision, response, write_export

@@ -8,10 +8,9 @@ from pathlib import Path
 import polars as pl
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from keha_maksatus.ingest import parsing
-
 from keha_maksatus import warehouse
 from keha_maksatus.config import load_settings
+from keha_maksatus.ingest import parsing
 from keha_maksatus.ingest.store import ingest_landing
 
 from conftest import DECISION_HEADER, TEST_KEY, write_export

@@ -27,9 +27,8 @@ import duckdb
 import polars as pl
 
 from keha_maksatus import failpoints, warehouse
-
-from keha_maksatus.ingest import landing
 from keha_maksatus.config import Settings
+from keha_maksatus.ingest import landing
 from keha_maksatus.ingest.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, sample_hashes
 from keha_maksatus.ingest.readers import ReadResult, UnreadableFile, read_export
 from keha_maksatus.ingest.schemas import ExportKind, kind_of_file

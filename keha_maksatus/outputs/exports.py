@@ -25,7 +25,6 @@ import xlsxwriter
 from xlsxwriter.utility import xl_pixel_width
 
 from keha_maksatus.outputs import finnish as fi
-
 from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
