@@ -70,6 +70,21 @@ def throwaway_dagster_instance(tmp_path_factory):
         os.environ["DAGSTER_HOME"] = previous
 
 
+def write_outputs(published: Path):
+    """The report, dashboards and exports of a published file, as the publish assets write
+    them, into its output folders; the folders."""
+    from dashboards.pages import build_dashboards
+    from keha_maksatus.outputs.exports import write_exports
+    from keha_maksatus.outputs.publish import output_folders
+    from keha_maksatus.outputs.report import write_report
+
+    folders = output_folders(published)
+    write_report(published, folders.report)
+    build_dashboards(published, folders.dashboards)
+    write_exports(published, folders.exports)
+    return folders
+
+
 @pytest.fixture(scope="session")
 def sample_warehouse(tmp_path_factory) -> Path:
     """The whole Dagster job on the bundled sample, as `make run` runs it; the published file."""

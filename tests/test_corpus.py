@@ -17,18 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.pages import build_dashboards
 from keha_maksatus import warehouse
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
-from keha_maksatus.outputs.exports import write_exports
-from keha_maksatus.kpi import OFFICIAL_SURVEYS
-from keha_maksatus.outputs.publish import output_folders, publish
 from keha_maksatus.ingest.readers import read_export
-from keha_maksatus.outputs.report import write_report
 from keha_maksatus.ingest.schemas import kind_of_file
 from keha_maksatus.ingest.validation import validate_read
+from keha_maksatus.kpi import OFFICIAL_SURVEYS
+from keha_maksatus.outputs.publish import publish
 
-from conftest import build_working, quality_row
+from conftest import build_working, quality_row, write_outputs
 from output_scan import formula_cells, output_texts, personal_data_in
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -135,10 +132,7 @@ def test_corpus_case(case, tmp_path):
         published = publish(con, warehouse.working_path(work_dir), tmp_path / "out" / "maksatus.duckdb")
     finally:
         con.close()
-    folders = output_folders(published)
-    write_report(published, folders.report)
-    build_dashboards(published, folders.dashboards)
-    write_exports(published, folders.exports)
+    folders = write_outputs(published)
 
     texts = output_texts(published, [work_dir, tmp_path / "out"])
     for name, text in texts.items():

@@ -32,19 +32,19 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from markdown_it import MarkdownIt
 
-from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
+from dashboards.pages import PAGES, PLOTLY_JS
 from dashboards.screenshots import CHROMIUM_ARGS
-from keha_maksatus.outputs import exports
 from keha_maksatus.config import SATISFACTION
-from keha_maksatus.outputs.disclosure import PEOPLE_TABLES, SUPPRESSED_FI, for_people, open_for_people
-from keha_maksatus.outputs.exports import csv_safe, write_exports
 from keha_maksatus.kpi import CAMPAIGN_SURVEY, MIN_CELL_RESPONSES, OFFICIAL_SURVEYS, TABLE_COMMENTS
+from keha_maksatus.outputs import exports
+from keha_maksatus.outputs.disclosure import PEOPLE_TABLES, SUPPRESSED_FI, for_people, open_for_people
+from keha_maksatus.outputs.exports import csv_safe
 from keha_maksatus.outputs.publish import publish
 from keha_maksatus.outputs.rendering import FORMULA_STARTS, markdown_text, plotly_text
-from keha_maksatus.outputs.report import REPORT_NAME, write_report
+from keha_maksatus.outputs.report import REPORT_NAME
 from keha_maksatus.warehouse import working_path
 
-from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working
+from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, write_outputs
 from test_corpus import lay_out_landing
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -92,11 +92,8 @@ def run_outputs(landing: Path, base: Path, today: dt.date | None = None) -> Outp
         published = publish(con, working_path(base / "work"), base / "pub" / "maksatus.duckdb")
     finally:
         con.close()
-    outputs = Outputs(published, base / "raportti", base / "dashboards", base / "exports")
-    write_report(published, outputs.report)
-    build_dashboards(published, outputs.dashboards)
-    write_exports(published, outputs.exports)
-    return outputs
+    folders = write_outputs(published)
+    return Outputs(published, folders.report, folders.dashboards, folders.exports)
 
 
 def csv_rows(header: str, rows: list[list[str]]) -> bytes:
