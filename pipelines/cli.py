@@ -24,10 +24,10 @@ import yaml
 from dagster._core.instance.ref import InstanceRef
 
 from keha_maksatus import cli as library_cli
-from keha_maksatus.ingest import landing as landing_folder
 from keha_maksatus import state
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE, REPO_ROOT, load_settings
 from keha_maksatus.errors import ConfigurationError, NothingToIngestError, OperatorError, exit_codes, one_line
+from keha_maksatus.ingest import landing as landing_folder
 from keha_maksatus.ingest.privacy import MissingKeyError, mask_string, resolve_key
 from keha_maksatus.outputs.publish import open_published, output_folders
 from keha_maksatus.outputs.report import REPORT_NAME

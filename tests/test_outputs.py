@@ -12,8 +12,8 @@ from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.exports import EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports
 from keha_maksatus.outputs.publish import publish
-from keha_maksatus.warehouse import working_path
 from keha_maksatus.outputs.report import build_report, render_html, render_markdown, write_report
+from keha_maksatus.warehouse import working_path
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
 

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from keha_maksatus.config import DEFAULT_LANDING
-from keha_maksatus.outputs.publish import output_folders
 from keha_maksatus.ingest.readers import read_export
+from keha_maksatus.outputs.publish import output_folders
 from keha_maksatus.state import warehouse_files
 
 PATTERNS = (

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import duckdb
 
-from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
+from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import SUPPRESSED_FI, open_for_people
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
 from keha_maksatus.outputs.rendering import markdown_text, render_template

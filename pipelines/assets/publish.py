@@ -4,8 +4,8 @@
 import dagster as dg
 import duckdb
 
-from keha_maksatus.outputs.publish import PUBLISHED_TABLES, publish
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.outputs.publish import PUBLISHED_TABLES, publish
 from pipelines.assets.kpi import KPI_TABLES, REPORT_DECIMALS
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
