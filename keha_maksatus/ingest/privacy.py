@@ -65,16 +65,24 @@ _SUBSCRIBER = (
 _INTERNATIONAL = r"[1-9][0-9]{0,2}[ .-]?(?:\(0\) ?)?[1-9](?:[ ./-]?[0-9]){5,}"
 # `+` after a digit is an identity code's century sign (`010180+1232`), no phone number.
 INTERNATIONAL_PHONE_PATTERN = f"(?:{_PHONE_LEFT}00|(^|[^0-9])\\+){_INTERNATIONAL}"
-DOMESTIC_PHONE_PATTERN = f"(?:{_PHONE_LEFT}0[1-9][0-9]{{0,3}}|\\(0[1-9][0-9]{{0,3}}\\)){_SUBSCRIBER}"
+_AREA = "0[1-9][0-9]{0,3}"  # a domestic area code (`040`, `09`)
+_AREA_BEGINS = f"(?:{_PHONE_LEFT}{_AREA}|\\({_AREA}\\))"  # not after an id's characters, or in parentheses
+DOMESTIC_PHONE_PATTERN = f"{_AREA_BEGINS}{_SUBSCRIBER}"
 
 # A phone number glued after a letter, `_`, `/` or `-` (`koti-040 123 4567`,
 # `puh0401234567`) is masked when it cannot be an id's digits: grouped by a space or a
 # dash after the area code (a first group of 3 or more digits: not a date's `-03-01 00`),
-# or a whole mobile number (04x or 050 and 7 digits). The
-# left character, and the one after a mobile number, are kept.
-_GROUPED_SUBSCRIBER = r"(?:[ -][0-9]{5,}|[ -][0-9]{3,4}(?: [0-9]{2,})+)"
+# or a whole mobile number (04x or 050 and 7 digits). The left character, and the one
+# after a mobile number, are kept.
+_GLUED_LEFT = r"[A-Za-z_/\-]"
+_GROUPED_NUMBER = _AREA + r"(?:[ -][0-9]{5,}|[ -][0-9]{3,4}(?: [0-9]{2,})+)"
 _MOBILE = r"0(?:4[0-9]|50)[0-9]{7}"
-GLUED_PHONE_PATTERN = f"([A-Za-z_/\\-])(?:0[1-9][0-9]{{0,3}}{_GROUPED_SUBSCRIBER}|{_MOBILE}([^0-9]|$))"
+GLUED_PHONE_PATTERN = f"({_GLUED_LEFT})(?:{_GROUPED_NUMBER}|{_MOBILE}([^0-9]|$))"
+
+_EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+_IBAN = _iban_pattern()
+_HETU = r"(?:0[1-9]|[1-9][0-9])[0-9]{4}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]"  # no day is 00
+_YTUNNUS = r"[0-9]{7}-[0-9]"
 
 # E-mail addresses, IBANs, phone numbers in international form, personal identity
 # codes (any century sign, glued to anything; no day is 00), business IDs (also glued)
@@ -84,11 +92,11 @@ GLUED_PHONE_PATTERN = f"([A-Za-z_/\\-])(?:0[1-9][0-9]{{0,3}}{_GROUPED_SUBSCRIBER
 # identity code's or business ID's digits (`010190-123A`) not as a domestic number.
 # Every pattern needs a digit or an `@` (mask_column relies on it).
 MASKS = (
-    (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "[email]"),
-    (_iban_pattern(), "[iban]"),
+    (_EMAIL, "[email]"),
+    (_IBAN, "[iban]"),
     (INTERNATIONAL_PHONE_PATTERN, "${1}${2}[puhelin]"),
-    (r"(?:0[1-9]|[1-9][0-9])[0-9]{4}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]", "[hetu]"),
-    (r"[0-9]{7}-[0-9]", "[y-tunnus]"),
+    (_HETU, "[hetu]"),
+    (_YTUNNUS, "[y-tunnus]"),
     (DOMESTIC_PHONE_PATTERN, "${1}[puhelin]"),
     (GLUED_PHONE_PATTERN, "${1}[puhelin]${2}"),
 )
@@ -103,21 +111,20 @@ _CODE_SUBSCRIBER = (
 # Personal data in a code or id column, where digits are the rule: an identity code or
 # business ID not glued to other digits (`20220101-0001` is a date and a number, not a
 # code), a phone number only with `+`, `00358`, `00` and a separated country code,
-# grouped, or as 8 to 11 digits after an area code
-# `02`-`09` not glued to a letter (zero-padded ids such as `0012345678`, `0123456` and
-# `H02000000` are no phone numbers),
-# and any e-mail or IBAN.
+# grouped, or as 8 to 11 digits after an area code `02`-`09` not glued to a letter
+# (zero-padded ids such as `0012345678`, `0123456` and `H02000000` are no phone
+# numbers), and any e-mail or IBAN.
 CODE_PERSONAL_DATA_PATTERN = "|".join(
     f"(?:{pattern})"
     for pattern in (
-        MASKS[0][0],
-        MASKS[1][0],
+        _EMAIL,
+        _IBAN,
         f"(?:^|[^0-9])\\+{_INTERNATIONAL}",
         r"(?:^|[^0-9])00(?:358[ .-]?|[1-9][0-9]{0,2}[ .-])(?:\(0\) ?)?[1-9](?:[ ./-]?[0-9]){5,}",
-        r"(?:^|[^0-9])(?:0[1-9]|[1-9][0-9])[0-9]{4}[-+A-FU-Ya-fu-y][0-9]{3}[0-9A-Ya-y]",
-        r"(?:^|[^0-9])[0-9]{7}-[0-9](?:$|[^0-9])",
-        f"(?:{_PHONE_LEFT}0[1-9][0-9]{{0,3}}|\\(0[1-9][0-9]{{0,3}}\\)){_CODE_SUBSCRIBER}",
-        f"[A-Za-z_/\\-]0[1-9][0-9]{{0,3}}{_GROUPED_SUBSCRIBER}",
+        f"(?:^|[^0-9]){_HETU}",
+        f"(?:^|[^0-9]){_YTUNNUS}(?:$|[^0-9])",
+        f"{_AREA_BEGINS}{_CODE_SUBSCRIBER}",
+        f"{_GLUED_LEFT}{_GROUPED_NUMBER}",
         r"(?:^|[^0-9A-Za-z])0[2-9][0-9]{6,9}(?:$|[^0-9])",
     )
 )
