@@ -26,7 +26,6 @@ from xlsxwriter.utility import xl_pixel_width
 
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import open_for_people
-from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
 from keha_maksatus.outputs.rendering import FORMULA_STARTS
 
@@ -113,7 +112,7 @@ def sheets_of(table: str, frame: pl.DataFrame) -> list[Sheet]:
 
 def in_finnish(frame: pl.DataFrame) -> pl.DataFrame:
     """Finnish column headers, and yes/no in Finnish."""
-    return frame.rename({c: HEADERS_FI.get(c, c) for c in frame.columns}).with_columns(
+    return frame.rename({c: fi.HEADERS_FI.get(c, c) for c in frame.columns}).with_columns(
         pl.col(pl.Boolean).replace_strict({True: "kyllä", False: "ei"}, return_dtype=pl.String)
     )
 
@@ -169,8 +168,8 @@ def _write_workbook(path: Path, frames: dict[str, pl.DataFrame]) -> None:
 def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet) -> None:
     """A sheet with its header row frozen, a filter on every column and widths that fit."""
     columns = sheet.frame.columns
-    formats = {HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in columns if c in EXCEL_FORMATS}
-    widths = {HEADERS_FI.get(c, c): column_width(c, sheet.frame[c]) for c in columns}
+    formats = {fi.HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in columns if c in EXCEL_FORMATS}
+    widths = {fi.HEADERS_FI.get(c, c): column_width(c, sheet.frame[c]) for c in columns}
     in_finnish(sheet.frame).write_excel(
         workbook, worksheet=sheet.name, column_formats=formats, dtype_formats={pl.Date: DATE_FORMAT},
         column_widths=widths, autofilter=True, freeze_panes=(1, 0), table_style="Table Style Light 9",
@@ -179,7 +178,7 @@ def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet) -> None:
 
 def column_width(column: str, values: pl.Series) -> int:
     """Pixels that fit the header (with its filter button) and every value as shown."""
-    header = xl_pixel_width(HEADERS_FI.get(column, column)) + FILTER_BUTTON_PIXELS
+    header = xl_pixel_width(fi.HEADERS_FI.get(column, column)) + FILTER_BUTTON_PIXELS
     shown = [shown_text(column, value) for value in values.drop_nulls().to_list()]
     cells = max((xl_pixel_width(text) for text in shown), default=0)
     return max(header, cells) + PADDING_PIXELS
