@@ -19,11 +19,13 @@ from pathlib import Path
 import duckdb
 
 from keha_maksatus import failpoints, kpi, warehouse
+from keha_maksatus.forecast import tables as forecast_tables
 from keha_maksatus.errors import PublishedFileLockedError
 from keha_maksatus.state import OutputFolders, warehouse_files
 
 PUBLISHED_TABLES = (
     *kpi.TABLE_COMMENTS,
+    *forecast_tables.TABLE_COMMENTS,
     "core.decisions",
     "core.customers",
     "core.feedback",
@@ -185,12 +187,12 @@ PUBLICATION_COLUMN_COMMENTS = {
 
 def table_comments() -> dict[str, str]:
     """The description (COMMENT ON TABLE) of every published table."""
-    return {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, "meta.publication": PUBLICATION_COMMENT}
+    return {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, **forecast_tables.TABLE_COMMENTS, "meta.publication": PUBLICATION_COMMENT}
 
 
 def column_comments() -> dict[str, dict[str, str]]:
     """The description (COMMENT ON COLUMN) of every published column, by table."""
-    return {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS, "meta.publication": PUBLICATION_COLUMN_COMMENTS}
+    return {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS, **forecast_tables.COLUMN_COMMENTS, "meta.publication": PUBLICATION_COLUMN_COMMENTS}
 
 
 _PUBLICATION_DDL = """

@@ -6,6 +6,7 @@ import duckdb
 
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
 from keha_maksatus.outputs.publish import PUBLISHED_TABLES, publish
+from pipelines.assets.forecast import FORECAST_TABLES
 from pipelines.assets.kpi import KPI_TABLES, REPORT_DECIMALS
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
@@ -13,7 +14,7 @@ from pipelines.resources import WarehouseResource
 
 @dg.asset(
     group_name="publish",
-    deps=list(KPI_TABLES),
+    deps=[*KPI_TABLES, *FORECAST_TABLES],
     description="The published warehouse analysts open read-only: KPI tables, current state, quarantine and ingest log.",
 )
 def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

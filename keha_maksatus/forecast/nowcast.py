@@ -1,0 +1,274 @@
+"""The year-end nowcast: each running period's final value as a distribution.
+
+Processing time. The final mean counts the applications decided by the period's end:
+  final = (S_seen + S_future) / (N_seen + N_future)
+where "seen" are the decisions made by the as-of date A and "future" those made between
+A and the period end E. Future decisions come from two sources:
+- the applications pending at A: each one, at age a, is decided at T with the
+  distribution of T given T > a, from a Kaplan-Meier curve of its instrument
+  (survival.py), and counts if T <= a + (E - A);
+- the applications still to arrive, at the instrument's daily rate with its monthly
+  pattern (history.py), each counting if decided by E.
+Three sources of uncertainty are drawn: the curve's estimation error (a bootstrap of
+its hazards), the chance in which applications are decided (the sums over many
+applications, as normal draws with their exact means and variances), and the drift of
+the pace of work and of arrivals over the months ahead, measured on the history of
+the data itself (history.drift_sigma).
+
+Satisfaction. The final mean over the responses still to come: their number from the
+monthly pattern of response counts, their mean from the last twelve months with the
+drift measured in the same way, plus sampling noise and the estimation error of the mean.
+
+Everything is drawn from one seeded generator: the same data and seed give the same
+forecast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.forecast import history
+from keha_maksatus.forecast.history import DecisionHistory, MonthlySeries
+from keha_maksatus.forecast.survival import Moments, bootstrap_hazards, hazard_counts, kaplan_meier
+
+SEED = 2022
+DRAWS = 4000
+REPLICATES = 200  # bootstrap replicates of the survival curves
+# Prior drift of the monthly means over the months ahead (shrunk towards by history.drift_sigma),
+# at a horizon of `months`: relative for processing time, points on the 1-5 scale for satisfaction.
+PACE_PRIOR = 0.04
+ARRIVAL_PRIOR = 0.10
+SCORE_PRIOR = 0.05
+QUANTILES = (0.025, 0.10, 0.50, 0.90, 0.975)
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """The simulated final values of one indicator's period, and what they rest on."""
+
+    indicator: str
+    period_end: dt.date
+    as_of: dt.date
+    seen_n: float
+    seen_sum: float
+    values: np.ndarray  # simulated final values (nan where no data at all)
+    expected_n: float  # expected count behind the final value
+    pending_n: float = 0.0  # applications pending at as_of
+    pending_expected_in_period: float = 0.0
+    expected_arrivals: float = 0.0  # applications or responses still to come before period_end
+    expected_future_in_period: float = 0.0  # of those, expected in the final value
+    curve_events: float = 0.0  # decisions the survival curves were learned from
+    drift_sigma: float = 0.0
+    basis: dict = field(default_factory=dict)
+
+    @property
+    def seen_value(self) -> float | None:
+        return self.seen_sum / self.seen_n if self.seen_n else None
+
+    def quantiles(self) -> dict[float, float | None]:
+        values = self.values[np.isfinite(self.values)]
+        if not values.size:
+            return {q: None for q in QUANTILES}
+        return dict(zip(QUANTILES, (float(v) for v in np.quantile(values, QUANTILES))))
+
+    def probability(self, op: str | None, target: float | None) -> float | None:
+        values = self.values[np.isfinite(self.values)]
+        if op is None or target is None or not values.size:
+            return None
+        return float(np.mean(values > target) if op == ">" else np.mean(values < target))
+
+
+# ---------------------------------------------------------------- processing time
+
+
+@dataclass(frozen=True)
+class DecisionModel:
+    """Survival curves (as bootstrap replicates of their moments) and arrival rates of
+    every instrument, as of a date."""
+
+    as_of: dt.date
+    moments: dict[str, Moments]  # instrument -> moments of REPLICATES curves (+ the estimate, row 0)
+    events: dict[str, float]
+    pending: pl.DataFrame  # tukimuoto, age, c
+    arrival_level: dict[str, float]  # deseasonalised applications per day
+    profile: np.ndarray  # monthly pattern of arrivals
+    decided: MonthlySeries
+    arrivals_total: MonthlySeries | None
+
+
+def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_days: int = 400,
+                       replicates: int = REPLICATES) -> DecisionModel:
+    """Curves per instrument (pooled where an instrument has too few decisions) and rates."""
+    cells = past.survival_cells
+    max_age = int(cells["exit"].max()) if cells.height else 0
+    length = max_age + horizon_days + 2
+    curves = {}
+    events = {}
+    groups = {history.POOLED: cells}
+    for (instrument,), frame in cells.group_by("tukimuoto", maintain_order=True):
+        groups[instrument] = frame
+    for key in sorted(groups):
+        frame = groups[key]
+        counts = hazard_counts(frame["entry"].to_numpy(), frame["exit"].to_numpy(), frame["event"].to_numpy(),
+                               frame["c"].to_numpy(), length)
+        events[key] = float(counts[0].sum())
+        if key != history.POOLED and events[key] < history.MIN_INSTRUMENT_EVENTS:
+            continue
+        curve = kaplan_meier(*counts)
+        hazards = np.vstack([curve.hazard, bootstrap_hazards(curve, replicates, rng)]) if replicates else curve.hazard[None, :]
+        curves[key] = Moments.of(hazards)
+    profile = history.seasonal_profile(list(past.arrivals.values()))
+    levels = {k: history.daily_level(s, profile) for k, s in past.arrivals.items()}
+    total = _sum_series(list(past.arrivals.values()))
+    return DecisionModel(past.as_of, curves, events, past.pending, levels, profile, past.decided, total)
+
+
+def _sum_series(series: list[MonthlySeries]) -> MonthlySeries | None:
+    if not series:
+        return None
+    return MonthlySeries(series[0].months, np.sum([s.n for s in series], axis=0), np.sum([s.s for s in series], axis=0),
+                         np.sum([s.ss for s in series], axis=0), series[0].days)
+
+
+def curve_for(model: DecisionModel, instrument: str) -> Moments:
+    return model.moments.get(instrument, model.moments[history.POOLED])
+
+
+@dataclass(frozen=True)
+class FutureDecisions:
+    """Per bootstrap replicate (arrays of length R): expected count and sum of the future
+    decisions in the period, their variances and covariance, from pending and arriving."""
+
+    n: np.ndarray
+    s: np.ndarray
+    var_n: np.ndarray
+    var_s: np.ndarray
+    cov: np.ndarray
+    pending_n: np.ndarray
+    arrivals_n: np.ndarray
+    arrivals_expected: float
+
+    def __add__(self, other: "FutureDecisions") -> "FutureDecisions":
+        return FutureDecisions(*(getattr(self, f) + getattr(other, f) for f in ("n", "s", "var_n", "var_s", "cov", "pending_n", "arrivals_n", "arrivals_expected")))
+
+
+def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.DataFrame | None = None) -> FutureDecisions:
+    """Moments of the decisions between as_of and period_end, summed over instruments."""
+    horizon = max(0, (period_end - model.as_of).days)
+    pending = model.pending if pending is None else pending
+    replicates = next(iter(model.moments.values())).survival.shape[0]
+    total = FutureDecisions(*(np.zeros(replicates) for _ in range(7)), 0.0)
+    zeros = np.zeros(replicates)
+    instruments = set(pending["tukimuoto"].unique().to_list()) | set(model.arrival_level)
+    for instrument in sorted(instruments):
+        moments = curve_for(model, instrument)
+        rows = pending.filter(pl.col("tukimuoto") == instrument)
+        ages, counts = rows["age"].to_numpy().astype(np.int64), rows["c"].to_numpy().astype(np.float64)
+        p, m1, m2, _ = moments.between(ages, ages + horizon)
+        total = total + FutureDecisions(*_sums(p, m1, m2, counts, binomial=True), (p * counts).sum(axis=1), zeros, 0.0)
+        rate = history.expected_daily(model.arrival_level.get(instrument, 0.0), model.profile, model.as_of, horizon)
+        # An application arriving on day j (1..H) after as_of counts if decided within H - j days.
+        latest = np.arange(horizon - 1, -1, -1, dtype=np.int64)
+        q, k1, k2, _ = moments.between(np.full_like(latest, -1), latest)
+        total = total + FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), zeros, (q * rate).sum(axis=1), float(rate.sum()))
+    return total
+
+
+def _sums(p, m1, m2, weights, binomial: bool):
+    """Mean and (co)variance of the count and the sum of days in the period, over
+    `weights` applications (fixed counts: binomial; expected arrivals: Poisson)."""
+    n, s = (p * weights).sum(axis=1), (m1 * weights).sum(axis=1)
+    if binomial:
+        return n, s, (weights * p * (1 - p)).sum(axis=1), (weights * (m2 - m1 * m1)).sum(axis=1), (weights * m1 * (1 - p)).sum(axis=1)
+    return n, s, n.copy(), (weights * m2).sum(axis=1), s.copy()
+
+
+def simulate_processing_time(model: DecisionModel, period_start: dt.date, period_end: dt.date, rng: np.random.Generator,
+                             draws: int = DRAWS, pending: pl.DataFrame | None = None,
+                             decided_extra: tuple[float, float] = (0.0, 0.0)) -> Outlook:
+    """The final mean processing time of [period_start, period_end] as `draws` values.
+    `pending` and `decided_extra` (count, sum of days) let a what-if move applications
+    from the pending ones to the decided."""
+    seen_n, seen_sum = model.decided.total(period_start, model.as_of)
+    seen_n, seen_sum = seen_n + decided_extra[0], seen_sum + decided_extra[1]
+    future = future_decisions(model, period_end, pending)
+    months = max(1, round((period_end - model.as_of).days / 30.44))
+    pace = history.drift_sigma(model.decided, months, relative=True, prior=PACE_PRIOR * math.sqrt(months / 6))
+    volume = history.drift_sigma(model.arrivals_total, months, relative=True, prior=ARRIVAL_PRIOR) if model.arrivals_total else ARRIVAL_PRIOR
+    replicate = np.arange(draws) % len(future.n)
+    n_mean, s_mean = future.n[replicate], future.s[replicate]
+    # Arrivals scale with the drawn volume; the pace of work scales the days.
+    scale = np.exp(volume * rng.standard_normal(draws) - volume**2 / 2)
+    arrivals = future.arrivals_n[replicate]
+    arrival_share = np.divide(arrivals, n_mean, out=np.zeros_like(n_mean), where=n_mean > 0)
+    n_mean = n_mean + arrivals * (scale - 1)
+    s_mean = s_mean * (1 + arrival_share * (scale - 1))
+    z1, z2 = rng.standard_normal(draws), rng.standard_normal(draws)
+    var_n, var_s, cov = future.var_n[replicate], future.var_s[replicate], future.cov[replicate]
+    sd_n = np.sqrt(np.maximum(var_n, 0))
+    rho = np.divide(cov, sd_n * np.sqrt(np.maximum(var_s, 0)), out=np.zeros_like(cov), where=(var_n > 0) & (var_s > 0))
+    rho = np.clip(rho, -1, 1)
+    n_future = np.maximum(n_mean + sd_n * z1, 0)
+    s_future = np.maximum(s_mean + np.sqrt(np.maximum(var_s, 0)) * (rho * z1 + np.sqrt(1 - rho**2) * z2), 0)
+    s_future = s_future * np.exp(pace * rng.standard_normal(draws) - pace**2 / 2)
+    total_n = seen_n + n_future
+    values = np.divide(seen_sum + s_future, total_n, out=np.full(draws, np.nan), where=total_n > 0)
+    if future.n.max(initial=0) == 0 and seen_n:  # nothing more can come: the seen value, exactly
+        values = np.full(draws, seen_sum / seen_n)
+    curve_events = model.events.get(history.POOLED, 0.0)
+    return Outlook(
+        PROCESSING_TIME, period_end, model.as_of, seen_n, seen_sum, values, float(seen_n + future.n[0]),
+        pending_n=float(model.pending["c"].sum()) if pending is None else float(pending["c"].sum()),
+        pending_expected_in_period=float(future.pending_n[0]), expected_arrivals=future.arrivals_expected,
+        expected_future_in_period=float(future.arrivals_n[0]), curve_events=curve_events, drift_sigma=pace,
+        basis={"instruments_with_own_curve": sorted(k for k in model.moments if k != history.POOLED),
+               "window_days": history.WINDOW_DAYS, "volume_sigma": volume},
+    )
+
+
+# ---------------------------------------------------------------- satisfaction
+
+
+def simulate_satisfaction(scores: MonthlySeries, as_of: dt.date, period_start: dt.date, period_end: dt.date,
+                          rng: np.random.Generator, draws: int = DRAWS) -> Outlook:
+    """The final mean score of [period_start, period_end] as `draws` values."""
+    seen_n, seen_sum = scores.total(period_start, as_of)
+    horizon = max(0, (period_end - as_of).days)
+    profile = history.seasonal_profile([scores])
+    level = history.daily_level(scores, profile)
+    expected = float(history.expected_daily(level, profile, as_of, horizon).sum())
+    recent_n, recent_s, recent_ss = _recent(scores, history.WINDOW_DAYS)
+    months = max(1, round(horizon / 30.44))
+    drift = history.drift_sigma(scores, months, relative=False, prior=SCORE_PRIOR * math.sqrt(months / 6))
+    volume = ARRIVAL_PRIOR  # response counts vary with campaigns of asking, not with the scores
+    if expected <= 0 or recent_n == 0:
+        values = np.full(draws, seen_sum / seen_n if seen_n else np.nan)
+    else:
+        mean = recent_s / recent_n
+        variance = max(0.0, (recent_ss - recent_s**2 / recent_n) / max(recent_n - 1, 1))
+        counts = rng.poisson(expected * np.exp(volume * rng.standard_normal(draws) - volume**2 / 2)).astype(np.float64)
+        future_mean = mean + drift * rng.standard_normal(draws) + math.sqrt(variance / recent_n) * rng.standard_normal(draws)
+        future_sum = counts * future_mean + np.sqrt(counts * variance) * rng.standard_normal(draws)
+        total = seen_n + counts
+        values = np.divide(seen_sum + future_sum, total, out=np.full(draws, np.nan), where=total > 0)
+        values = np.clip(values, 1.0, 5.0)
+    return Outlook(SATISFACTION, period_end, as_of, seen_n, seen_sum, values, seen_n + expected,
+                   expected_arrivals=expected, expected_future_in_period=expected, curve_events=recent_n, drift_sigma=drift,
+                   basis={"recent_responses": recent_n, "window_days": history.WINDOW_DAYS})
+
+
+def _recent(series: MonthlySeries, window_days: int) -> tuple[float, float, float]:
+    """Count, sum and sum of squares over the last window_days days (whole months)."""
+    taken, n, s, ss = 0.0, 0.0, 0.0, 0.0
+    for i in range(len(series.months) - 1, -1, -1):
+        if taken >= window_days:
+            break
+        taken += series.days[i]
+        n, s, ss = n + series.n[i], s + series.s[i], ss + series.ss[i]
+    return n, s, ss
