@@ -219,8 +219,6 @@ def simulate_processing_time(model: DecisionModel, period_start: dt.date, period
     s_future = s_future * np.exp(pace * rng.standard_normal(draws) - pace**2 / 2)
     total_n = seen_n + n_future
     values = np.divide(seen_sum + s_future, total_n, out=np.full(draws, np.nan), where=total_n > 0)
-    if future.n.max(initial=0) == 0 and seen_n:  # nothing more can come: the seen value, exactly
-        values = np.full(draws, seen_sum / seen_n)
     curve_events = model.events.get(history.POOLED, 0.0)
     return Outlook(
         PROCESSING_TIME, period_end, model.as_of, seen_n, seen_sum, values, float(seen_n + future.n[0]),

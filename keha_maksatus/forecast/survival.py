@@ -54,11 +54,12 @@ def hazard_counts(entry: np.ndarray, exit: np.ndarray, event: np.ndarray, count:
     return events[:horizon], np.maximum(at_risk[:horizon], 0.0)
 
 
-def kaplan_meier(events: np.ndarray, at_risk: np.ndarray) -> Curve:
-    """The product-limit curve, with a constant hazard past the ages the data covers."""
+def kaplan_meier(events: np.ndarray, at_risk: np.ndarray, min_at_risk: int = MIN_AT_RISK) -> Curve:
+    """The product-limit curve, with a constant hazard past the ages where at least
+    `min_at_risk` applications were at risk."""
     events, at_risk = np.asarray(events, dtype=np.float64), np.asarray(at_risk, dtype=np.float64)
     hazard = np.divide(events, at_risk, out=np.zeros_like(events), where=at_risk > 0)
-    enough = np.flatnonzero(at_risk >= MIN_AT_RISK)
+    enough = np.flatnonzero(at_risk >= min_at_risk)
     if enough.size:
         last = enough[-1]
         window = slice(max(0, last - TAIL_DAYS + 1), last + 1)
