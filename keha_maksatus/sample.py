@@ -4,6 +4,17 @@ Applications are generated in chunks from a seed, so millions of rows take bound
 memory; each chunk is appended to every extract it belongs to. Extract k (dated D_k)
 holds the applications received since D_{k-1} plus those still pending at D_{k-1},
 each in its state at D_k: a later extract turns pending applications into decided ones.
+
+What makes the data hard to forecast exactly, as real data is (see `_Calendar`):
+- arrivals follow the months (many in Jan-Mar and Aug-Oct, few in July and at Christmas,
+  fewer at weekends), each instrument with its own strength of the pattern;
+- decisions are made on weekdays, at a quarter of the pace in July and a slower pace over
+  Christmas, so an application in progress then waits longer;
+- processing time drifts within each year by a seed-dependent amount (-15 %..+20 % over
+  the year, pulled back towards the usual level), and so does satisfaction;
+- instruments differ in mean and shape (ESF/ERDF long-tailed, expense compensation fast
+  and tight) and a few per cent of applications stall for 90-300 days, so the backlog ages;
+- responses are fewer in July and at Christmas, and scores dip a little after the summer.
 """
 
 from __future__ import annotations
@@ -21,7 +32,16 @@ from keha_maksatus.ingest.schemas import INSTRUMENTS
 
 CHUNK_ROWS = 250_000
 INSTRUMENT_WEIGHTS = (0.30, 0.25, 0.15, 0.08, 0.10, 0.07, 0.05)
-INSTRUMENT_MEAN_DAYS = (27.0, 20.0, 16.0, 33.0, 42.0, 48.0, 24.0)
+# Processing (decision pace) per instrument, in working days at the usual pace, before
+# the customer's supplement: mean, gamma shape (small = long tail, large = tight), share
+# that stalls for STALL_DAYS, how strongly its arrivals follow ARRIVAL_MONTHS, and how
+# often it waits for the customer's supplement.
+INSTRUMENT_MEAN_DAYS = (16.0, 12.5, 9.0, 19.5, 25.0, 28.0, 14.0)
+INSTRUMENT_SHAPES = (4.0, 5.0, 16.0, 3.0, 1.5, 1.3, 3.0)
+INSTRUMENT_STALL_SHARES = (0.04, 0.03, 0.01, 0.05, 0.06, 0.07, 0.04)
+INSTRUMENT_SEASONALITY = (1.0, 0.8, 0.5, 1.0, 1.4, 1.4, 0.6)
+INSTRUMENT_SUPPLEMENT_SHARES = (0.30, 0.25, 0.10, 0.30, 0.45, 0.45, 0.30)  # waited for the customer 3-20 days
+STALL_DAYS = (90, 300)
 INSTRUMENT_MEAN_EUR = (9000.0, 4000.0, 800.0, 6000.0, 60000.0, 90000.0, 2000.0)
 OFFICE_CODES = ("UUS", "VAR", "SAT", "HAM", "PIR", "KAS", "ESA", "PSA", "PKA", "KES", "EPO", "POH", "PPO", "KAI", "LAP")
 OFFICE_WEIGHTS = (0.28, 0.09, 0.04, 0.06, 0.10, 0.05, 0.03, 0.05, 0.03, 0.05, 0.04, 0.04, 0.07, 0.02, 0.05)
@@ -32,6 +52,23 @@ SURVEY_WEIGHTS = (0.55, 0.35, 0.10)
 SERVICES = ("maksatus", "neuvonta", "rekrytointi")
 SERVICE_WEIGHTS = (0.8, 0.1, 0.1)
 SCORE_WEIGHTS = (0.03, 0.05, 0.12, 0.35, 0.40, 0.05)  # 1..5 and EOS
+# Relative arrivals and responses per day by month (January first), at weekends, and at
+# Christmas (from 20 December); the mean score's shift by month (a dip after the slow July).
+ARRIVAL_MONTHS = (1.30, 1.25, 1.30, 1.00, 0.95, 0.80, 0.35, 1.10, 1.20, 1.15, 1.00, 0.85)
+RESPONSE_MONTHS = (1.10, 1.10, 1.15, 1.00, 1.00, 0.85, 0.40, 0.90, 1.10, 1.10, 1.05, 0.85)
+SCORE_MONTHS = (0.0, 0.0, 0.02, 0.03, 0.03, 0.0, -0.04, -0.08, -0.05, 0.0, 0.02, 0.04)
+WEEKEND_ARRIVALS = 0.35
+CHRISTMAS_ARRIVALS = 0.4
+# Decision pace per calendar day: weekdays 7/5 (so a working day's pace averages one
+# calendar day), weekends none, a quarter in most of July, half over Christmas.
+WEEKDAY_PACE = 1.4
+JULY_PACE = 0.25
+CHRISTMAS_PACE = 0.5
+# Drift over one year: processing time as a factor (-15 %..+20 %), the mean score in points.
+PROCESSING_DRIFT = (-0.15, 0.20)
+SCORE_DRIFT = (-0.10, 0.10)
+SCORE_BASE_SHIFT = -0.04
+CALENDAR_STREAM = 1_000_000_007  # the seed stream of the calendar, apart from the chunks'
 COMMENTS = (
     "Nopea käsittely, kiitos!",
     "Maksatus kesti liian kauan.",
@@ -65,16 +102,17 @@ class Extract:
         return f"{prefix}_{self.date.isoformat()}.{self.fmt}"
 
 
-# The committed sample: every format and dialect the contract accepts.
+# The committed sample: every format and dialect the contract accepts. Its newest extracts
+# are dated 31.10.2022, so that the year 2022 is still running in the data.
 SAMPLE_DECISION_EXTRACTS = (
     Extract(dt.date(2021, 6, 30), "csv", "utf-8-sig", ";"),
     Extract(dt.date(2021, 12, 31), "csv", "cp1252", ";"),
     Extract(dt.date(2022, 6, 30), "xlsx"),
-    Extract(dt.date(2022, 12, 31), "csv", "utf-8", "\t", iso=True),
+    Extract(dt.date(2022, 10, 31), "csv", "utf-8", "\t", iso=True),
 )
 SAMPLE_FEEDBACK_EXTRACTS = (
     Extract(dt.date(2021, 12, 31), "parquet"),
-    Extract(dt.date(2022, 12, 31), "csv", "cp1252", ";"),
+    Extract(dt.date(2022, 10, 31), "csv", "cp1252", ";"),
 )
 
 
@@ -103,20 +141,87 @@ def write_sample(
     default = (first_year, last_year) == (2021, 2022) and not csv_only
     decision_extracts = SAMPLE_DECISION_EXTRACTS if default else half_year_extracts(first_year, last_year)
     feedback_extracts = SAMPLE_FEEDBACK_EXTRACTS if default else tuple(e for e in decision_extracts if e.date.month == 12)
-    start = dt.date(first_year, 1, 1)
-    end = decision_extracts[-1].date
+    calendar = _Calendar.build(seed, dt.date(first_year, 1, 1), decision_extracts[-1].date)
 
     written = _write_extracts(
         out, "maksatuspaatokset", decision_extracts, decisions, seed,
-        lambda rng, offset, n: _decision_chunk(rng, offset, n, start, end), _decision_rows_for,
+        lambda rng, offset, n: _decision_chunk(rng, offset, n, calendar), _decision_rows_for,
         DECISION_COLUMNS, _bad_decisions() if bad_rows else None,
     )
     written += _write_extracts(
         out, "asiakaspalaute", feedback_extracts, feedback, seed + 1,
-        lambda rng, offset, n: _feedback_chunk(rng, offset, n, start, end, decisions), _feedback_rows_for,
+        lambda rng, offset, n: _feedback_chunk(rng, offset, n, calendar, decisions), _feedback_rows_for,
         FEEDBACK_COLUMNS, _bad_feedback() if bad_rows else None,
     )
     return written
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """Day-by-day rates of the generated range, the same for every chunk of a seed.
+
+    Day 0 is `start`; arrays run past `end` far enough for the slowest decision."""
+
+    start: dt.date
+    end: dt.date
+    arrival_p: np.ndarray  # instrument x received day (start .. end - 6): probabilities
+    pace_cum: np.ndarray  # cumulative decision pace by day
+    processing_factor: np.ndarray  # drift of processing time by day
+    response_p: np.ndarray  # answered day (start .. end): probabilities
+    score_shift: np.ndarray  # shift of the mean score by answered day
+
+    @classmethod
+    def build(cls, seed: int, start: dt.date, end: dt.date) -> _Calendar:
+        rng = np.random.default_rng([seed, CALENDAR_STREAM])
+        days = np.arange(np.datetime64(start), np.datetime64(end) + 2 * 365 + STALL_DAYS[1] * 2)
+        month = days.astype("datetime64[M]").astype(np.int64) % 12
+        day_of_month = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
+        weekend = ((days.astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+        christmas = ((month == 11) & (day_of_month >= 20)) | ((month == 0) & (day_of_month <= 6))
+        july = (month == 6) & (day_of_month >= 4) & (day_of_month <= 29)
+
+        received = slice(0, max(1, (end - start).days - 5))
+        season = np.asarray(ARRIVAL_MONTHS)[month[received]]
+        strength = np.asarray(INSTRUMENT_SEASONALITY)[:, None]
+        arrivals = np.maximum(0.05, 1 + strength * (season - 1))
+        arrivals *= np.where(weekend[received], WEEKEND_ARRIVALS, 1.0) * np.where(christmas[received] & (month[received] == 11), CHRISTMAS_ARRIVALS, 1.0)
+
+        pace = np.where(weekend, 0.0, WEEKDAY_PACE * np.where(july, JULY_PACE, np.where(christmas, CHRISTMAS_PACE, 1.0)))
+
+        years = days.astype("datetime64[Y]").astype(np.int64) + 1970
+        first_year = int(years[0])
+        year_of_day = (days - days.astype("datetime64[Y]")).astype(np.int64) / 365.0
+        processing = _drift(rng, years - first_year, year_of_day, 1.0, PROCESSING_DRIFT, relative=True)
+        score = _drift(rng, years - first_year, year_of_day, 0.0, SCORE_DRIFT, relative=False)
+
+        answered = slice(0, (end - start).days + 1)
+        responses = np.asarray(RESPONSE_MONTHS)[month[answered]] * np.where(christmas[answered], 0.8, 1.0)
+        return cls(
+            start, end,
+            arrivals / arrivals.sum(axis=1, keepdims=True),
+            np.cumsum(pace),
+            processing,
+            responses / responses.sum(),
+            SCORE_BASE_SHIFT + score[answered] + np.asarray(SCORE_MONTHS)[month[answered]],
+        )
+
+    def decided_day(self, ready_day: np.ndarray, work_days: np.ndarray) -> np.ndarray:
+        """The first day by which `work_days` of decision pace have passed since `ready_day`."""
+        target = self.pace_cum[ready_day] + work_days
+        return np.minimum(np.searchsorted(self.pace_cum, target, side="left"), len(self.pace_cum) - 1)
+
+
+def _drift(rng, year_index: np.ndarray, year_fraction: np.ndarray, level: float, bounds, relative: bool) -> np.ndarray:
+    """A level drifting linearly within each year by a random amount within `bounds`, each
+    year starting where the last ended; the draw is pulled back towards `level`."""
+    knots = [level]
+    for _ in range(int(year_index.max()) + 1):
+        current = knots[-1]
+        pull = 0.6 * ((current / level - 1) if relative else (current - level))
+        change = float(np.clip(rng.uniform(*bounds) - pull, *bounds))
+        knots.append(current * (1 + change) if relative else current + change)
+    knots = np.asarray(knots)
+    return knots[year_index] + (knots[year_index + 1] - knots[year_index]) * year_fraction
 
 
 def _write_extracts(out, prefix, extracts, total, seed, make_chunk, rows_for, columns, bad) -> list[Path]:
@@ -226,13 +331,20 @@ def _customer_ids(rng: np.random.Generator, n: int) -> list[str]:
     return ids
 
 
-def _decision_chunk(rng, offset: int, n: int, start: dt.date, end: dt.date) -> pl.DataFrame:
+def _decision_chunk(rng, offset: int, n: int, calendar: _Calendar) -> pl.DataFrame:
     instrument_index = rng.choice(len(INSTRUMENTS), size=n, p=INSTRUMENT_WEIGHTS)
-    span = (end - start).days - 5
-    received = np.datetime64(start) + rng.integers(0, span, n).astype("timedelta64[D]")
-    supplement = np.where(rng.random(n) < 0.3, rng.integers(3, 21, n), 0)
-    mean_days = np.asarray(INSTRUMENT_MEAN_DAYS)[instrument_index]
-    days = np.maximum(1, rng.gamma(4.0, mean_days / 4.0)).astype(np.int64) + supplement
+    received_day = np.zeros(n, dtype=np.int64)
+    for index in range(len(INSTRUMENTS)):  # each instrument by its own seasonal pattern
+        rows = np.flatnonzero(instrument_index == index)
+        received_day[rows] = rng.choice(calendar.arrival_p.shape[1], size=rows.size, p=calendar.arrival_p[index])
+    received = np.datetime64(calendar.start) + received_day.astype("timedelta64[D]")
+    supplement = np.where(rng.random(n) < np.asarray(INSTRUMENT_SUPPLEMENT_SHARES)[instrument_index], rng.integers(3, 21, n), 0)
+    shape = np.asarray(INSTRUMENT_SHAPES)[instrument_index]
+    work = np.asarray(INSTRUMENT_MEAN_DAYS)[instrument_index] * calendar.processing_factor[received_day] * rng.gamma(shape, 1 / shape)
+    stalled = rng.random(n) < np.asarray(INSTRUMENT_STALL_SHARES)[instrument_index]
+    work = np.where(stalled, rng.uniform(*STALL_DAYS, n), np.clip(work, 0.05, 2 * 365))
+    decided_day = calendar.decided_day(received_day + supplement, work)
+    days = decided_day - received_day
     applied = np.round(rng.lognormal(np.log(np.asarray(INSTRUMENT_MEAN_EUR)[instrument_index]), 0.6), 2)
     outcome = _choice(rng, OUTCOMES, OUTCOME_WEIGHTS, n)
     paid_share = np.where(outcome == "myönteinen", 1.0, np.where(outcome == "osittain myönteinen", rng.uniform(0.3, 0.9, n), np.nan))
@@ -275,15 +387,18 @@ def _decision_rows_for(chunk: pl.DataFrame, previous: dt.date | None, extract_da
     )
 
 
-def _feedback_chunk(rng, offset: int, n: int, start: dt.date, end: dt.date, decisions: int) -> pl.DataFrame:
-    seconds = rng.integers(0, ((end - start).days + 1) * 86400, n)
-    answered = np.datetime64(dt.datetime.combine(start, dt.time())) + seconds.astype("timedelta64[s]")
-    # Satisfaction improves a little over time, as the agency hoped.
-    trend = (seconds / seconds.max() if n else seconds) * 0.15
+def _feedback_chunk(rng, offset: int, n: int, calendar: _Calendar, decisions: int) -> pl.DataFrame:
+    answered_day = rng.choice(calendar.response_p.size, size=n, p=calendar.response_p)
+    seconds = answered_day * 86400 + rng.integers(0, 86400, n)
+    answered = np.datetime64(dt.datetime.combine(calendar.start, dt.time())) + seconds.astype("timedelta64[s]")
     score_probs = np.asarray(SCORE_WEIGHTS)
     scores = rng.choice(6, size=n, p=score_probs / score_probs.sum())
-    bump = (rng.random(n) < trend) & (scores < 4)
-    scores = np.where(bump, 4, scores)
+    # The day's shift of the mean: a score moves one step up (or down) with a probability
+    # that makes the mean move by about the shift.
+    shift = calendar.score_shift[answered_day]
+    move = rng.random(n) < np.abs(shift) / 0.6
+    scores = np.where(move & (shift > 0) & (scores < 4), scores + 1, scores)
+    scores = np.where(move & (shift < 0) & (scores > 0) & (scores < 5), scores - 1, scores)
     score_text = np.where(scores == 5, "EOS", (scores + 1).astype(str))
     linked = rng.random(n) < 0.6
     instrument_index = rng.choice(len(INSTRUMENTS), size=n, p=INSTRUMENT_WEIGHTS)
