@@ -110,7 +110,8 @@ class DecisionHistory:
     decided: MonthlySeries
 
 
-def read_decision_history(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_days: int = WINDOW_DAYS) -> DecisionHistory:
+def read_decision_history(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_days: int | None = None) -> DecisionHistory:
+    window_days = window_days or WINDOW_DAYS
     window_start = as_of - dt.timedelta(days=window_days - 1)
     cells = con.sql(
         """

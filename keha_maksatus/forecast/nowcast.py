@@ -12,12 +12,13 @@ A and the period end E. Future decisions come from two sources:
 Three sources of uncertainty are drawn: the curve's estimation error (a bootstrap of
 its hazards), the chance in which applications are decided (the sums over many
 applications, as normal draws with their exact means and variances), and the drift of
-the pace of work and of arrivals over the months ahead, measured on the history of
-the data itself (history.drift_sigma).
+the pace of work and of the number of arrivals over the months ahead (PACE_SIGMA and
+ARRIVAL_SIGMA, set by the backtest).
 
 Satisfaction. The final mean over the responses still to come: their number from the
-monthly pattern of response counts, their mean from the last twelve months with the
-drift measured in the same way, plus sampling noise and the estimation error of the mean.
+monthly pattern of response counts, their mean from the last six months with the drift
+the history of monthly means shows (history.drift_sigma), plus sampling noise and the
+estimation error of that mean.
 
 Everything is drawn from one seeded generator: the same data and seed give the same
 forecast.
@@ -40,11 +41,19 @@ from keha_maksatus.forecast.survival import Moments, bootstrap_hazards, hazard_c
 SEED = 2022
 DRAWS = 4000
 REPLICATES = 200  # bootstrap replicates of the survival curves
-# Prior drift of the monthly means over the months ahead (shrunk towards by history.drift_sigma),
-# at a horizon of `months`: relative for processing time, points on the 1-5 scale for satisfaction.
-PACE_PRIOR = 0.04
-ARRIVAL_PRIOR = 0.10
-SCORE_PRIOR = 0.05
+# Relative drift of the pace of work over the months ahead (log scale). The monthly means of
+# processing time swing with the seasons far more than the forecast errs (the curve and the
+# pending applications carry the season), so this is set by the backtest (docs/forecast.md),
+# not measured on the monthly means.
+PACE_SIGMA = 0.04
+# Relative drift of the number of applications or responses to come (the prior that the
+# history's own drift of arrivals is shrunk towards).
+ARRIVAL_SIGMA = 0.10
+# Drift of the mean score over six months ahead (points), the prior that the history's own
+# drift (history.drift_sigma) is shrunk towards; scaled with the square root of the horizon.
+SCORE_PRIOR = 0.07
+# The mean score of the responses to come is the mean of this many last days.
+SCORE_WINDOW_DAYS = 182
 QUANTILES = (0.025, 0.10, 0.50, 0.90, 0.975)
 
 
@@ -199,8 +208,8 @@ def simulate_processing_time(model: DecisionModel, period_start: dt.date, period
     seen_n, seen_sum = seen_n + decided_extra[0], seen_sum + decided_extra[1]
     future = future_decisions(model, period_end, pending)
     months = max(1, round((period_end - model.as_of).days / 30.44))
-    pace = history.drift_sigma(model.decided, months, relative=True, prior=PACE_PRIOR * math.sqrt(months / 6))
-    volume = history.drift_sigma(model.arrivals_total, months, relative=True, prior=ARRIVAL_PRIOR) if model.arrivals_total else ARRIVAL_PRIOR
+    pace = PACE_SIGMA
+    volume = history.drift_sigma(model.arrivals_total, months, relative=True, prior=ARRIVAL_SIGMA) if model.arrivals_total else ARRIVAL_SIGMA
     replicate = np.arange(draws) % len(future.n)
     n_mean, s_mean = future.n[replicate], future.s[replicate]
     # Arrivals scale with the drawn volume; the pace of work scales the days.
@@ -241,10 +250,10 @@ def simulate_satisfaction(scores: MonthlySeries, as_of: dt.date, period_start: d
     profile = history.seasonal_profile([scores])
     level = history.daily_level(scores, profile)
     expected = float(history.expected_daily(level, profile, as_of, horizon).sum())
-    recent_n, recent_s, recent_ss = _recent(scores, history.WINDOW_DAYS)
+    recent_n, recent_s, recent_ss = _recent(scores, SCORE_WINDOW_DAYS)
     months = max(1, round(horizon / 30.44))
     drift = history.drift_sigma(scores, months, relative=False, prior=SCORE_PRIOR * math.sqrt(months / 6))
-    volume = ARRIVAL_PRIOR  # response counts vary with campaigns of asking, not with the scores
+    volume = ARRIVAL_SIGMA  # response counts vary with campaigns of asking, not with the scores
     if expected <= 0 or recent_n == 0:
         values = np.full(draws, seen_sum / seen_n if seen_n else np.nan)
     else:
