@@ -2,12 +2,16 @@
 
 In one run, on the same files, measures wall time and peak memory (RSS of the whole
 process tree) of: the full pipeline through the CLI from an empty state (1M and 10M
-decisions, half as many responses), an incremental nightly run (one new day's extract on
-top of the largest history), the floor (one DuckDB query over the CSV files), and a
-pandas baseline. Prints a table, checks the pipeline's headline values against the
-floor's, and writes docs/benchmarks.md. Not a test: nothing here asserts speed.
+decisions, half as many responses), the year-end nowcast on that warehouse as of 30.9.
+of its last year (the Nowcaster and the four forecast tables), an incremental nightly
+run (one new day's extract on top of the largest history), the floor (one DuckDB query
+over the CSV files), and a pandas baseline. Prints a table, checks the pipeline's
+headline values against the floor's, and writes docs/benchmarks.md. Not a test: nothing
+here asserts speed.
 
 usage: python benchmarks/bench.py [--sizes 1000000 10000000] [--work build/bench]
+       python benchmarks/bench.py --nowcast-only [--sizes ...]   (the nowcast alone, on the
+       warehouses an earlier make bench left in --work; prints, writes nothing)
 """
 
 from __future__ import annotations
@@ -156,6 +160,33 @@ print(*con.execute(open(sys.argv[3]).read(), {**files, "year": year}).fetchall()
 """
 
 
+# The nowcast's own time, from inside the process (without Python's start and imports).
+NOWCAST_SCRIPT = """
+import datetime as dt, sys, time, duckdb
+from keha_maksatus.config import load_settings
+from keha_maksatus.forecast import tables
+con = duckdb.connect(sys.argv[1], read_only=True)
+as_of, settings = dt.date.fromisoformat(sys.argv[2]), load_settings()
+start = time.perf_counter()
+nowcaster = tables.Nowcaster(con, as_of, as_of)
+counts = (len(tables.forecast_rows(nowcaster, settings)), len(tables.fan_rows(nowcaster)),
+          tables.pending_at_risk(con, nowcaster).height, len(tables.what_if_rows(con, nowcaster, settings)))
+print(time.perf_counter() - start, *counts)
+"""
+
+
+def nowcast(published: Path, year: int) -> Measure:
+    """The nowcast as of 30.9. of the data's last year (the scale data ends at 31.12.,
+    when no period runs): Nowcaster and the four forecast tables' builders. The time is
+    measured inside the process; the peak memory is the whole process's."""
+    as_of = dt.date(year, 9, 30)
+    run = measure("nowcast", [sys.executable, "-c", NOWCAST_SCRIPT, str(published), as_of.isoformat()])
+    seconds, forecasts, fan, pending, what_if = run.output.split()[-5:]
+    label = (f"nowcast as of {as_of.day}.{as_of.month}.{as_of.year} (Nowcaster + forecast, fan, pending_at_risk, what-if: "
+             f"{int(forecasts)}, {int(fan)}, {int(pending):,}, {int(what_if)} rows)")
+    return Measure(label, float(seconds), run.peak_mib, run.output)
+
+
 def dagster_home(work: Path) -> Path:
     """The benchmark's own Dagster instance (a copy of the repo's dagster.yaml), so that
     its runs are recorded as `make run`'s are, but not in the repo's run history."""
@@ -177,7 +208,7 @@ def run_size(work: Path, decisions: int, results: list, checks: list) -> Path:
     full = measure("pipeline, full run from empty", [str(BIN / "keha-maksatus"), "run", "--landing", str(data), "--warehouse", str(warehouse)], env)
     floor = measure("floor: one DuckDB query", [sys.executable, "-c", FLOOR_SCRIPT, str(data), str(year), str(REPO / "benchmarks" / "floor.sql")])
     pandas = measure("pandas baseline", [sys.executable, str(REPO / "benchmarks" / "pandas_baseline.py"), str(data), str(year)])
-    results += [(decisions, full), (decisions, floor), (decisions, pandas)]
+    results += [(decisions, full), (decisions, nowcast(warehouse, year)), (decisions, floor), (decisions, pandas)]
 
     ours = pipeline_values(warehouse, year)
     floor_values = tuple(float(v) for v in floor.output.split()[-4:])
@@ -239,7 +270,10 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--work", type=Path, default=REPO / "build" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--nowcast-only", action="store_true", help="time the nowcast on the warehouses already in --work")
     args = parser.parse_args()
+    if args.nowcast_only:
+        return nowcast_only(args.work, args.sizes)
     args.work.mkdir(parents=True, exist_ok=True)
     results, checks = [], []
     data = None
@@ -260,6 +294,9 @@ def main() -> int:
         "compare ratios, not absolute seconds).\n\n"
         "- *pipeline, full run*: `keha-maksatus run` from an empty state (ingest, validation, "
         "pseudonymisation, KPIs, publish, report, dashboards, exports).\n"
+        "- *nowcast*: the year-end nowcast on the full run's warehouse as of 30.9. of its last year "
+        "(`tables.Nowcaster` and the builders of kpi.forecast, kpi.forecast_fan, kpi.pending_at_risk and "
+        "kpi.forecast_what_if), timed inside its process; peak memory of the whole process.\n"
         "- *incremental*: the same command with one new day's extracts added to the largest history.\n"
         "- *floor*: one DuckDB query over the same CSV files for the two headline KPIs of 1-12 of the "
         "latest year, no validation (`benchmarks/floor.sql`).\n"
@@ -276,6 +313,22 @@ def main() -> int:
     )
     print(f"\nwritten to {args.out}")
     return 0 if all(same for *_, same in checks) else 1
+
+
+def nowcast_only(work: Path, sizes: list[int]) -> int:
+    """Time the nowcast alone on the warehouses an earlier full bench built in `work`."""
+    results = []
+    for size in sorted(sizes):
+        published = work / f"warehouse_{size}" / "maksatus.duckdb"
+        data = work / f"data_{size}"
+        if not published.exists() or not data.exists():
+            raise SystemExit(f"no warehouse of {size:,} decisions in {work}: run make bench (or bench.py --sizes {size}) first")
+        year = max(int(p.stem.split("_")[1][:4]) for p in data.glob("maksatuspaatokset_*.csv"))
+        results.append((size, nowcast(published, year)))
+    print("| decisions | what | wall time (s) | peak RSS (MiB) |\n|---:|---|---:|---:|")
+    for size, m in results:
+        print(f"| {size:,} | {m.label} | {m.seconds:.1f} | {m.peak_mib:,.0f} |")
+    return 0
 
 
 if __name__ == "__main__":
