@@ -27,6 +27,7 @@ from keha_maksatus import cli as library_cli
 from keha_maksatus import state
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE, REPO_ROOT, load_settings
 from keha_maksatus.errors import ConfigurationError, NothingToIngestError, OperatorError, exit_codes, one_line
+from keha_maksatus.kpi import MIN_CELL_RESPONSES
 from keha_maksatus.ingest import landing as landing_folder
 from keha_maksatus.ingest.privacy import MissingKeyError, mask_string, resolve_key
 from keha_maksatus.outputs.publish import open_published, output_folders
@@ -300,6 +301,12 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
         ingest = con.execute(
             "SELECT count(*), sum(rows_read), sum(rows_valid), sum(rows_rejected), count(*) FILTER (status <> 'ingested') FROM quality.ingest_log"
         ).fetchall()[0]
+        forecasts = con.execute(
+            """
+            SELECT period_label, indicator, as_of, median, low_80, high_80, probability_meets_target, least(seen_n, expected_n)
+            FROM kpi.forecast ORDER BY period_end, indicator
+            """
+        ).fetchall()
     finally:
         con.close()
     print("\nkpi.quality_section")
@@ -309,6 +316,16 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
         decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
         value_text = f"{value:.{decimals}f}" if value is not None else "-"
         print(f"{period:<10} {indicator:<29} {str(complete).lower():<8} {target_text:>7} {value_text:>7} {n:>7} {'-' if met is None else str(met).lower():<5}")
+    if forecasts:
+        print(f"\nkpi.forecast (year-end nowcast as of {forecasts[0][2]}; kpi.pending_at_risk, kpi.forecast_what_if)")
+        print(f"{'period':<10} {'indicator':<29} {'median':>7} {'80 % interval':>15} {'chance of target':>16}")
+        for period, indicator, _, median, low, high, probability, n in forecasts:
+            decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
+            if indicator.endswith("tyytyvaisyys") and n < MIN_CELL_RESPONSES:
+                print(f"{period:<10} {indicator:<29} {'withheld: under 5 responses':>40}")
+                continue
+            chance = "-" if probability is None else f"{probability:.0%}"
+            print(f"{period:<10} {indicator:<29} {median:>7.{decimals}f} {f'{low:.{decimals}f}-{high:.{decimals}f}':>15} {chance:>16}")
     files = "no new files" if not new["new_files"] else f"{new['new_files']} new file{'s' if new['new_files'] != 1 else ''}"
     print(
         f"\nThis run: {files}; rows read {new['rows_read']}, valid {new['rows_valid']}, rejected {new['rows_rejected']}."

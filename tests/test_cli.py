@@ -36,8 +36,15 @@ def test_run_on_the_bundled_sample(tmp_path):
         rows = con.execute("SELECT period_label, indicator, value FROM kpi.quality_section").fetchall()
         rejected = con.execute("SELECT count(DISTINCT (file_id, line)) FROM quality.quarantine").fetchall()[0][0]
         files = con.execute("SELECT count(*) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
+        forecasts = con.execute("SELECT period_label, indicator, median, probability_meets_target FROM kpi.forecast").fetchall()
     finally:
         con.close()
+    # The sample's year 2022 is still running: its forecast is printed as published.
+    assert forecasts and "kpi.forecast (year-end nowcast" in done.stdout
+    for period, indicator, median, probability in forecasts:
+        decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
+        assert any(period in line and indicator in line and f"{median:.{decimals}f}" in line and f"{probability:.0%}" in line
+                   for line in done.stdout.splitlines())
     assert {r[0] for r in rows} == {"1-6/2021", "1-12/2021", "1-6/2022", "1-12/2022"}
     for period, indicator, value in rows:  # the printed table shows the published values
         decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
