@@ -16,6 +16,7 @@ thirds, where a withheld mean or share could lie: no number in a figure may look
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 import plotly.graph_objects as go
@@ -26,6 +27,7 @@ from keha_maksatus.kpi import MIN_CELL_RESPONSES
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import SUPPRESSED_FI
 from keha_maksatus.outputs.rendering import plotly_text
+from keha_maksatus.outputs.report import Table, what_if_table
 
 BLUE, ORANGE, GREY, RED, GREEN = "#003580", "#e07b00", "#8c8c8c", "#b00020", "#1b7f3b"
 LIGHT_BLUE, LIGHT_ORANGE = "#a9bbd9", "#f3c58f"
@@ -499,3 +501,228 @@ def rows_by_file(con: duckdb.DuckDBPyConnection) -> go.Figure:
     fig.update_layout(barmode="stack", uniformtext=dict(minsize=8, mode="hide"))
     _integer_axis(fig, int((rows["rows_valid"] + rows["rows_rejected"]).max()), axis="x")
     return _layout(fig, title, "", height=max(300, 100 + 35 * rows.height))
+
+
+# -- the forecast page ---------------------------------------------------------------------
+
+NO_FORECAST_FI = "Ei käynnissä olevaa raportointikautta: ennustettavaa ei ole"
+FORECAST_HIDDEN_FI = f"Ennuste piilotettu ({SUPPRESSED_FI})"
+BAND_95, BAND_80 = "rgba(0,53,128,0.12)", "rgba(0,53,128,0.28)"
+TOP_APPLICATIONS = 25
+
+
+def _chance_text(probability: float | None) -> str:
+    return fi.probability(probability) + ":n todennäköisyydellä"
+
+
+def forecast_cards(con: duckdb.DuckDBPyConnection) -> go.Figure:
+    """Each running period's forecast (a row of cards per period, satisfaction left and
+    processing time right): the median, its 80 % interval and the chance of meeting the
+    target, beside the value so far."""
+    rows = con.sql("SELECT * FROM kpi.forecast ORDER BY period_end, indicator").pl()
+    title = "Ennuste käynnissä olevien jaksojen lopun toteumasta"
+    if rows.is_empty():
+        return no_data(title, NO_FORECAST_FI)
+    fig = go.Figure()
+    periods = rows["period_end"].unique().sort().to_list()
+    height = 1 / len(periods)
+    for row in rows.iter_rows(named=True):
+        indicator, decimals = row["indicator"], fi.DECIMALS[row["indicator"]]
+        unit = " pv" if indicator == PROCESSING_TIME else ""
+        column = 0 if indicator == SATISFACTION else 1
+        left, right = column / 2 + 0.03, (column + 1) / 2 - 0.01  # centres off the quarters
+        center = round((left + right) / 2, 3)
+        top = 1 - periods.index(row["period_end"]) * height
+        at = lambda y: round(top - height + y * height, 3)  # noqa: E731  (y within the period's row of cards)
+        head = (f"{plotly_text(fi.SHORT_NAMES[indicator])} {plotly_text(row['period_label'])}<br><span style='font-size:0.7em'>"
+                + plotly_text(f"ennuste jakson lopussa {fi.date(row['period_end'])} (mediaani)") + "</span>")
+        if row["suppressed"]:
+            fig.add_annotation(text=head, x=center, y=at(0.9), xref="paper", yref="paper", showarrow=False, xanchor="center",
+                               yanchor="top", font=dict(size=17))
+            lines = [(FORECAST_HIDDEN_FI, GREY), (f"tähän mennessä n = {fi.number(row['seen_n'])}", GREY)]
+        else:
+            fig.add_trace(go.Indicator(
+                mode="number", value=row["median"], number=dict(valueformat=f".{decimals}f", suffix=unit),
+                title=dict(text=head), domain=dict(x=[left, right], y=[at(0.46), at(0.9)]),
+            ))
+            low, high = fi.number(row["low_80"], decimals), fi.number(row["high_80"], decimals)
+            lines = [(f"80 %:n ennusteväli {low}–{high}{unit}", BLUE)]
+            if row["probability_meets_target"] is None:
+                lines.append(("Vuodelle ei ole tavoitetta", GREY))
+            else:
+                meets = row["probability_meets_target"] >= 0.5
+                lines.append((f"tavoite {fi.target(row['target_op'], row['target'], indicator)}{unit} toteutuu "
+                              f"{_chance_text(row['probability_meets_target'])}", GREEN if meets else RED))
+            lines.append((f"tähän mennessä {fi.number(row['seen_value'], decimals)}{unit} (n = {fi.number(row['seen_n'])}, "
+                          f"tilanne {fi.date(row['as_of'])})", GREY))
+        for line, (text, color) in enumerate(lines):
+            fig.add_annotation(text=plotly_text(text), x=center, y=at(0.36 - 0.14 * line), xref="paper", yref="paper",
+                               xanchor="center", showarrow=False, font=dict(size=14 if line < 2 else 12, color=color))
+    fig.update_layout(height=40 + 300 * len(periods), separators=", ", margin=dict(l=20, r=20, t=40, b=10), title=title,
+                      template="plotly_white")
+    return fig
+
+
+def forecast_fan(con: duckdb.DuckDBPyConnection, indicator: str) -> go.Figure:
+    """The running year's cumulative value: observed up to the as-of date, then the median
+    (dashed) in its 80 % and 95 % bands, against the target."""
+    fan = con.sql("SELECT * FROM kpi.forecast_fan WHERE indicator = ? ORDER BY date", params=[indicator]).pl()
+    name = fi.SHORT_NAMES[indicator]
+    if fan.is_empty():
+        return no_data(f"{name}: ennuste vuoden loppuun", NO_FORECAST_FI)
+    year = int(fan["year"][0])
+    title = f"{name} {year}: kertymä 1.1. alkaen, toteuma ja ennuste vuoden loppuun"
+    shown = fan.filter(~pl.col("suppressed"))
+    if shown.filter(~pl.col("observed")).is_empty():
+        return no_data(title, FORECAST_HIDDEN_FI if fan["suppressed"].any() else NO_FORECAST_FI)
+    decimals, unit = fi.DECIMALS[indicator], " pv" if indicator == PROCESSING_TIME else ""
+    what = "päätöstä" if indicator == PROCESSING_TIME else "vastausta"
+    observed = shown.filter(pl.col("observed"))
+    forecast = shown.filter(~pl.col("observed"))
+    as_of = observed["date"].max()
+    ahead = pl.concat([observed.tail(1), forecast])  # the bands start from the as-of point, with no width
+    fig = go.Figure()
+    for low, high, color, label in (("low_95", "high_95", BAND_95, "95 %:n ennusteväli"),
+                                    ("low_80", "high_80", BAND_80, "80 %:n ennusteväli")):
+        fig.add_trace(go.Scatter(
+            x=ahead["date"].to_list() + ahead["date"].reverse().to_list(),
+            y=ahead[high].to_list() + ahead[low].reverse().to_list(),
+            fill="toself", fillcolor=color, line=dict(width=0), mode="lines", name=label, hoverinfo="skip",
+        ))
+    fig.add_trace(go.Scatter(
+        x=observed["date"], y=observed["value"], mode="lines+markers+text", line=dict(color=BLUE, width=3),
+        marker=dict(color=BLUE, size=7), name=f"Toteuma (luku pisteen alla: {what})",
+        text=[fi.number(n) for n in observed["n"]], textposition="bottom center", textfont=dict(size=9, color=GREY),
+        customdata=[fi.number(n) for n in observed["n"]],
+        hovertemplate=f"%{{x|%-d.%-m.%Y}}: %{{y:.{decimals}f}}{unit} (n = %{{customdata}})<extra>toteuma</extra>",
+    ))
+    ranges = [
+        [fi.number(r["low_80"], decimals), fi.number(r["high_80"], decimals), fi.number(r["low_95"], decimals),
+         fi.number(r["high_95"], decimals), fi.number(r["n"])]
+        for r in forecast.iter_rows(named=True)
+    ]
+    fig.add_trace(go.Scatter(
+        x=ahead["date"], y=ahead["value"], mode="lines", line=dict(color=BLUE, width=2, dash="dash"),
+        name="Ennuste (mediaani)", hoverinfo="skip", showlegend=True,
+    ))
+    fig.add_trace(go.Scatter(
+        x=forecast["date"], y=forecast["value"], mode="markers+text", showlegend=False,
+        marker=dict(color="white", size=8, line=dict(color=BLUE, width=2)),
+        text=[f"≈{fi.number(n)}" for n in forecast["n"]], textposition="bottom center", textfont=dict(size=9, color=GREY),
+        customdata=ranges,
+        hovertemplate=(f"%{{x|%-d.%-m.%Y}}: ennuste %{{y:.{decimals}f}}{unit}<br>80 %: %{{customdata[0]}}–%{{customdata[1]}}{unit}, "
+                       f"95 %: %{{customdata[2]}}–%{{customdata[3]}}{unit}<br>odotettu n ≈ %{{customdata[4]}}<extra>ennuste</extra>"),
+    ))
+    target = _targets(con, indicator).filter(pl.col("year") == year)
+    if target.height:
+        _, op, value = target.row(0)
+        fig.add_trace(go.Scatter(
+            x=[dt.date(year, 1, 1), dt.date(year, 12, 31)], y=[value, value], mode="lines", line=dict(color=RED, dash="dot", width=2),
+            name=plotly_text(f"Tavoite {fi.target(op, value, indicator)}{unit}"), hoverinfo="skip",
+        ))
+    fig.add_vline(x=as_of, line=dict(color=GREY, width=1))
+    fig.add_annotation(x=as_of, y=1, yref="paper", yanchor="bottom", showarrow=False, text=f"tilanne {fi.date(as_of)}",
+                       font=dict(size=11, color=GREY))
+    end = forecast.tail(1).row(0, named=True)
+    final = con.sql(
+        "SELECT probability_meets_target, target_op, target FROM kpi.forecast WHERE indicator = ? AND period_end = ?",
+        params=[indicator, end["date"]],
+    ).pl()
+    label = f"{fi.date(end['date'])}: {fi.number(end['value'], decimals)}{unit}<br>80 %: {fi.number(end['low_80'], decimals)}–{fi.number(end['high_80'], decimals)}"
+    if final.height and final["probability_meets_target"][0] is not None:
+        label += f"<br>tavoite toteutuu {plotly_text(fi.probability(final['probability_meets_target'][0]))}:n<br>todennäköisyydellä"
+    fig.add_annotation(x=end["date"], y=end["value"], xanchor="left", showarrow=False, text=label, align="left",
+                       font=dict(size=12, color=BLUE), xshift=24)
+    # a tick at every point (month ends and the as-of date): each value is the year's so far on that day
+    days = fan["date"].to_list()
+    fig.update_xaxes(tickvals=days, ticktext=[f"{d.day}.{d.month}." for d in days], range=[dt.date(year, 1, 1), dt.date(year + 1, 3, 1)],
+                     title_text=f"päivä {year} (kuukauden viimeinen päivä)")
+    y_title = "keskiarvo 1.1. alkaen (pv)" if indicator == PROCESSING_TIME else "keskiarvo 1.1. alkaen (1–5)"
+    return _layout(fig, title, y_title, height=460)
+
+
+def at_risk_by_office(con: duckdb.DuckDBPyConnection) -> go.Figure:
+    """Per office, the expected effect of its pending applications on the running period's
+    mean processing time (the sum over them), the largest on top, with the counts behind it."""
+    offices = con.sql(
+        """
+        SELECT yksikko, count(*) AS pending, sum(probability_over_30_days) AS over_30,
+               sum(probability_after_period_end) AS after_end, sum(expected_effect_days) AS effect,
+               any_value(period_label) AS period_label, any_value(as_of) AS as_of
+        FROM kpi.pending_at_risk GROUP BY yksikko ORDER BY effect NULLS FIRST, pending, yksikko DESC
+        """
+    ).pl()
+    title = "Vireillä olevien hakemusten odotettu vaikutus käsittelyajan keskiarvoon yksiköittäin"
+    if offices.is_empty():
+        return no_data(title, NO_FORECAST_FI if con.sql("SELECT count(*) FROM kpi.forecast").fetchall()[0][0] == 0
+                       else "Ei vireillä olevia hakemuksia")
+    label, as_of = offices["period_label"][0], offices["as_of"][0]
+    names = [plotly_text(code) for code in offices["yksikko"]]
+    texts = [f"{fi.signed(e, 2)} pv · {fi.number(p)} vireillä, ≈{fi.number(o)} yli 30 pv"
+             for e, p, o in offices.select("effect", "pending", "over_30").iter_rows()]
+    details = [[fi.signed(e, 2), fi.number(p), fi.number(o), fi.number(a)]
+               for e, p, o, a in offices.select("effect", "pending", "over_30", "after_end").iter_rows()]
+    fig = go.Figure()
+    for raises, color, name in ((True, ORANGE, "nostaa keskiarvoa"), (False, BLUE, "laskee keskiarvoa")):
+        keep = [i for i, e in enumerate(offices["effect"]) if (e is not None and e > 0) == raises]
+        if not keep:
+            continue
+        fig.add_trace(go.Bar(
+            y=[names[i] for i in keep], x=[offices["effect"][i] for i in keep], orientation="h", marker_color=color, name=name,
+            customdata=[details[i] for i in keep],
+            hovertemplate=("%{y}: %{customdata[0]} pv<br>vireillä %{customdata[1]}, arviolta yli 30 päivää %{customdata[2]}, "
+                           "arviolta jakson jälkeen %{customdata[3]}<extra></extra>"),
+        ))
+    # the counts beside each bar, right of zero also for a bar that lowers the mean (left of zero)
+    for name_, effect, text in zip(names, offices["effect"].fill_null(0), texts):
+        fig.add_annotation(x=max(effect, 0), y=name_, text=text, xanchor="left", xshift=4, showarrow=False, font=dict(size=10))
+    largest = max(abs(e) for e in offices["effect"].fill_null(0)) or 1
+    fig.update_layout(barmode="relative", yaxis=dict(categoryorder="array", categoryarray=names))
+    fig.update_xaxes(range=[min(0, offices["effect"].min() or 0) * 1.1 - largest * 0.02, largest * 1.9], zeroline=True,
+                     title_text=plotly_text(f"odotettu muutos jakson {label} keskiarvoon (pv)"))
+    return _layout(fig, f"{title} ({label}, vireillä {fi.date(as_of)})", "", height=max(320, 110 + 24 * offices.height))
+
+
+@dataclass(frozen=True)
+class TableView:
+    """A table on a dashboard page (rendered by the autoescaping template): its title, a
+    note on how to read it, and the message shown when there is nothing to list."""
+
+    title: str
+    table: Table | None
+    note: str = ""
+    empty: str = NO_FORECAST_FI
+
+
+def what_if_view(con: duckdb.DuckDBPyConnection) -> TableView:
+    table = what_if_table(con)
+    note = ("Ennusteen mediaani, jos vanhimmat vireillä olevat hakemukset päätetään viimeistään sarakkeen päivänä; "
+            "suluissa tavoitteen saavuttamisen todennäköisyys. Vanhan hakemuksen päättäminen jakson aikana tuo sen koko "
+            "odotusajan jakson keskiarvoon.")
+    period = con.sql("SELECT any_value(period_label) FROM kpi.forecast_what_if").fetchall()[0][0]
+    title = "Mitä jos: vanhimpien hakemusten päättäminen" + (f" (käsittelyaika {period})" if period else "")
+    return TableView(title, table, note)
+
+
+def top_applications_view(con: duckdb.DuckDBPyConnection, limit: int = TOP_APPLICATIONS) -> TableView:
+    """The pending applications with the largest expected effect on the period's mean."""
+    rows = con.sql(
+        f"SELECT * FROM kpi.pending_at_risk ORDER BY expected_effect_days DESC NULLS LAST, saapunut, hakemus_id LIMIT {int(limit)}"
+    ).pl()
+    title = f"{limit} vireillä olevaa hakemusta, joilla on suurin odotettu vaikutus käsittelyajan keskiarvoon"
+    if rows.is_empty():
+        empty = NO_FORECAST_FI if con.sql("SELECT count(*) FROM kpi.forecast").fetchall()[0][0] == 0 else "Ei vireillä olevia hakemuksia"
+        return TableView(title, None, empty=empty)
+    columns = ("hakemus_id", "yksikko", "tukimuoto", "saapunut", "age_days", "probability_after_period_end",
+               "probability_over_30_days", "expected_days", "expected_effect_days")
+    table = Table([fi.HEADERS_FI[c] for c in columns], [], numeric=set(range(4, len(columns))))
+    for r in rows.iter_rows(named=True):
+        table.rows.append([
+            r["hakemus_id"], r["yksikko"], r["tukimuoto"], fi.date(r["saapunut"]), fi.number(r["age_days"]),
+            fi.percent(r["probability_after_period_end"]), fi.percent(r["probability_over_30_days"]),
+            fi.number(r["expected_days"], 1), fi.signed(r["expected_effect_days"], 3),
+        ])
+    note = (f"Tilanne {fi.date(rows['as_of'][0])}, jakso {rows['period_label'][0]} (päättyy {fi.date(rows['period_end'][0])}). "
+            "Todennäköisyydet hakemuksen tukimuodon päätösaikakäyrästä hakemuksen nykyisellä iällä; vaikutus on hakemuksen "
+            "odotettu vaikutus jakson keskimääräiseen käsittelyaikaan päivinä (positiivinen nostaa).")
+    return TableView(title, table, note)

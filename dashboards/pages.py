@@ -21,6 +21,7 @@ from plotly.offline import get_plotlyjs
 
 from dashboards import figures
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
+from keha_maksatus.kpi import MIN_CELL_RESPONSES
 from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
 from keha_maksatus.outputs.rendering import render_template
@@ -32,6 +33,13 @@ READING_NOTE = (
     "Harmaa alue: osittainen kuukausi, aineisto alkaa vasta kuukauden aikana. Punainen katkoviiva: tavoite."
 )
 
+FORECAST_READING_NOTE = (
+    "Kertymä: jakson luku 1.1. alkaen kunkin kuukauden viimeiseen päivään asti. Yhtenäinen viiva: toteuma; katkoviiva: "
+    "ennusteen mediaani; tummempi alue: 80 %:n ja vaaleampi alue: 95 %:n ennusteväli. Luku pisteen alla: päätösten tai "
+    "vastausten määrä (ennusteessa odotettu määrä, ≈). Punainen pisteviiva: tavoite. Todennäköisyys: niiden simulointien "
+    f"osuus, joissa tavoite saavutetaan. Asiakastyytyväisyyden ennuste on piilotettu, jos vastauksia on alle {MIN_CELL_RESPONSES}."
+)
+
 
 @dataclass(frozen=True)
 class Page:
@@ -39,6 +47,8 @@ class Page:
     title: str
     intro: str
     figures: tuple[Callable[[duckdb.DuckDBPyConnection], go.Figure], ...]
+    tables: tuple[Callable[[duckdb.DuckDBPyConnection], figures.TableView], ...] = ()  # below the figures
+    reading_note: str = READING_NOTE
 
 
 PAGES = (
@@ -63,6 +73,18 @@ PAGES = (
         figures.backlog_indicators,
         figures.backlog_by_age,
     )),
+    Page("ennuste.html", "Ennuste", (
+        "Käynnissä olevan vuoden ennuste: mihin mittarit todennäköisesti päätyvät vuoden lopussa, ja vireillä olevat "
+        "hakemukset, jotka siihen eniten vaikuttavat. Ennuste perustuu aineiston uusimpaan poimintaan."
+    ), (
+        figures.forecast_cards,
+        lambda con: figures.forecast_fan(con, PROCESSING_TIME),
+        lambda con: figures.forecast_fan(con, SATISFACTION),
+        figures.at_risk_by_office,
+    ), (
+        figures.what_if_view,
+        figures.top_applications_view,
+    ), reading_note=FORECAST_READING_NOTE),
     Page("aineiston_laatu.html", "Aineiston laatu", "Luetut tiedostot ja karanteeniin hylätyt rivit.", (
         figures.rejections_by_rule,
         figures.rows_by_file,
@@ -78,8 +100,9 @@ def render_page(page: Page, con: duckdb.DuckDBPyConnection) -> str:
         ))
         for index, make in enumerate(page.figures)
     ]
+    tables = [make(con) for make in page.tables]
     return render_template(
-        "dashboard.html", pages=PAGES, page=page, figures=divs, plotly_js=PLOTLY_JS, reading_note=READING_NOTE
+        "dashboard.html", pages=PAGES, page=page, figures=divs, tables=tables, plotly_js=PLOTLY_JS, reading_note=page.reading_note
     )
 
 

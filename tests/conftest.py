@@ -12,6 +12,7 @@ import pytest
 
 from keha_maksatus import kpi, warehouse
 from keha_maksatus.config import load_settings
+from keha_maksatus.forecast.tables import build_forecast_tables
 from keha_maksatus.ingest.store import ingest_landing
 
 TEST_KEY = b"test-key"
@@ -46,12 +47,13 @@ def response(vastaus_id: str, vastattu: str, arvosana: str, kysely: str = "kohta
 
 
 def build_working(landing: Path, work_dir: Path, today: dt.date | None = None) -> duckdb.DuckDBPyConnection:
-    """Ingest (with the current state) and KPIs through the library (what the assets
-    call); the open working connection."""
+    """Ingest (with the current state), KPIs and the forecast tables through the library
+    (what the assets call; publish needs every published table); the open working connection."""
     settings = load_settings()
     con = warehouse.connect(work_dir)
     ingest_landing(con, landing, TEST_KEY, settings, today=today)
     kpi.build_kpis(con, settings)
+    build_forecast_tables(con, settings)
     return con
 
 

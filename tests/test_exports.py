@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from xlsxwriter.utility import xl_pixel_width
+from xlsxwriter.utility import xl_col_to_name, xl_pixel_width
 
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
@@ -189,7 +189,7 @@ def test_sheets_in_finnish_header_frozen_filter_on_widths_fit(sample_exports):
         assert (pane.get("state"), pane.get("ySplit"), pane.get("topLeftCell")) == ("frozen", "1", "A2"), name
         frame = book[name]
         (table,) = sheet["tables"]
-        last_column = chr(ord("A") + frame.width - 1)
+        last_column = xl_col_to_name(frame.width - 1)  # the forecast sheet runs past Z
         assert table.find("m:autoFilter", NS).get("ref") == f"A1:{last_column}{frame.height + 1}", name
         widths = {int(c.get("min")): float(c.get("width")) for c in sheet["root"].iter(f"{{{NS['m']}}}col")}
         for index, header in enumerate(frame.columns, 1):

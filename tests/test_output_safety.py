@@ -35,6 +35,7 @@ from markdown_it import MarkdownIt
 from dashboards.pages import PAGES, PLOTLY_JS
 from dashboards.screenshots import CHROMIUM_ARGS
 from keha_maksatus.config import SATISFACTION
+from keha_maksatus.forecast.tables import TABLE_COMMENTS as FORECAST_TABLE_COMMENTS
 from keha_maksatus.kpi import CAMPAIGN_SURVEY, MIN_CELL_RESPONSES, OFFICIAL_SURVEYS, TABLE_COMMENTS
 from keha_maksatus.outputs import exports
 from keha_maksatus.outputs.disclosure import PEOPLE_TABLES, SUPPRESSED_FI, for_people, open_for_people
@@ -48,6 +49,8 @@ from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, write_outp
 from test_corpus import lay_out_landing
 
 CORPUS = Path(__file__).parent / "corpus"
+# Every published table of figures: the KPIs and the forecast.
+FIGURE_TABLES = {**TABLE_COMMENTS, **FORECAST_TABLE_COMMENTS}
 SAFETY_CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and 70 <= int(p.name[:2]) <= 79)
 
 # Codes as an export could carry them: formula starts, Markdown, HTML, table breaks,
@@ -72,6 +75,8 @@ FORBIDDEN_MARKDOWN = {
 }
 REPORT_HEADINGS = re.compile(
     r"Maksatuksen palvelukyky ja laatu|Vuosi \d{4}|Kuukausikehitys \(viimeiset \d+ kuukautta\)|Aineiston laatu|Hylätyt tiedot säännöittäin"
+    r"|Ennuste vuoden lopun toteumasta|(Asiakastyytyväisyys \(1–5\)|Käsittelyaika \(pv\)), jakso 1-(6|12)/\d{4}"
+    r"|Mitä jos vanhimmat vireillä olevat hakemukset päätetään\?|Vireillä olevat hakemukset yksiköittäin"
 )
 NUMBER_TEXT = re.compile(r"[-+]?\d[\d\u00a0 ]*(,\d+)?([eE][-+]?\d+)?")
 LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
@@ -173,12 +178,37 @@ def suppressed_figures(published: Path) -> list[float]:
             """,
             [MIN_CELL_RESPONSES, *OFFICIAL_SURVEYS, MIN_CELL_RESPONSES, *OFFICIAL_SURVEYS, MIN_CELL_RESPONSES],
         ).fetchall()
+        # forecasts resting on under MIN_CELL_RESPONSES responses seen so far or expected in all
+        forecasts = con.execute(
+            "SELECT seen_value, median, low_80, high_80, low_95, high_95 FROM kpi.forecast "
+            "WHERE indicator = ? AND (seen_n < ? OR expected_n < ?)",
+            [SATISFACTION, MIN_CELL_RESPONSES, MIN_CELL_RESPONSES],
+        ).fetchall()
+        fan = con.execute(
+            f"WITH {FAN_SEEN} SELECT value, low_80, high_80, low_95, high_95 FROM kpi.forecast_fan JOIN seen USING (indicator, year) "
+            "WHERE indicator = ? AND (n < ? OR seen_n < ?)",
+            [SATISFACTION, MIN_CELL_RESPONSES, MIN_CELL_RESPONSES],
+        ).fetchall()
     finally:
         con.close()
-    return sorted({v for row in periods + campaigns + cells for v in row if v is not None})
+    return sorted({v for row in periods + campaigns + cells + forecasts + fan for v in row if v is not None})
 
 
-SATISFACTION_FIGURES = ("value", "ci_low", "ci_high", "mean_score", "share_4_5")
+SATISFACTION_FIGURES = (
+    "value", "ci_low", "ci_high", "mean_score", "share_4_5",
+    "seen_value", "median", "low_80", "high_80", "low_95", "high_95", "probability_meets_target",
+)
+# The count a year's fan rests on: its observed n at the as-of date (the newest observed point).
+FAN_SEEN = "seen AS (SELECT indicator, year, arg_max(n, date) AS seen_n FROM kpi.forecast_fan WHERE observed GROUP BY ALL)"
+
+
+def counts_behind(table: str, row: dict, fan_seen: dict) -> list[float]:
+    """The counts a row's satisfaction figures rest on."""
+    if table == "kpi.forecast":
+        return [row["seen_n"], row["expected_n"]]
+    if table == "kpi.forecast_fan":
+        return [row["n"], fan_seen.get((row["indicator"], row["year"]))]
+    return [row["n"]]
 
 
 def shown_figures(published: Path) -> list[float]:
@@ -187,7 +217,8 @@ def shown_figures(published: Path) -> list[float]:
     stated here apart from the code that applies it)."""
     con = duckdb.connect(str(published), read_only=True)
     try:
-        frames = {table: con.sql(f"SELECT * FROM {table}").pl() for table in TABLE_COMMENTS}
+        frames = {table: con.sql(f"SELECT * FROM {table}").pl() for table in FIGURE_TABLES}
+        fan_seen = {(i, y): n for i, y, n in con.execute(f"WITH {FAN_SEEN} SELECT * FROM seen").fetchall()}
     finally:
         con.close()
     counts = frames["kpi.quality_section"].select("indicator", "period_label", "n")
@@ -196,7 +227,7 @@ def shown_figures(published: Path) -> list[float]:
     for table, frame in frames.items():
         for row in frame.iter_rows(named=True):
             satisfaction = row["indicator"] == SATISFACTION if "indicator" in row else table.startswith("kpi.satisfaction")
-            hidden = satisfaction and (row["n"] or 0) < MIN_CELL_RESPONSES
+            hidden = satisfaction and any((n or 0) < MIN_CELL_RESPONSES for n in counts_behind(table, row, fan_seen))
             for column, value in row.items():
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     continue
@@ -465,7 +496,8 @@ def check_dashboards(outputs: Outputs, hidden: list[float], hidden_texts: set[st
     plotly_strings = set()
     for spec in PAGES:
         page = read_html((outputs.dashboards / spec.file_name).read_text(encoding="utf-8"))
-        allowed = {"html", "head", "meta", "title", "script", "style", "body", "nav", "a", "main", "h1", "p", "div"}
+        allowed = {"html", "head", "meta", "title", "script", "style", "body", "nav", "a", "main", "h1", "p", "div",
+                   "section", "h2", "table", "thead", "tbody", "tr", "th", "td"}
         assert {tag for tag, _ in page.tags} <= allowed, {tag for tag, _ in page.tags} - allowed
         for tag, attrs in page.tags:
             if tag == "a":
@@ -564,7 +596,7 @@ def test_output_safety_corpus_case(case, tmp_path):
 
 
 def test_every_kpi_table_is_classified_for_people():
-    assert set(PEOPLE_TABLES) == set(TABLE_COMMENTS)
+    assert set(PEOPLE_TABLES) == set(FIGURE_TABLES)
     with pytest.raises(ValueError):
         for_people({"core.feedback": pl.DataFrame({"x": [1]})})
 

@@ -4,8 +4,9 @@ dashboards and exports). The warehouse's breakdown tables apply the same rule in
 
 The published warehouse keeps exact figures for analysts. The report, the dashboards and
 the exports read the published file only through `open_for_people`, which holds the KPI
-tables in their people-facing form (`for_people`): every satisfaction figure resting on
-fewer than MIN_CELL_RESPONSES scored responses is withheld (null) and flagged, and of
+and forecast tables in their people-facing form (`for_people`): every satisfaction figure
+resting on fewer than MIN_CELL_RESPONSES scored responses is withheld (null) and flagged
+(a forecast too, when the responses seen so far or expected in all are that few), and of
 the quality tables only the columns people are shown (no raw values, no reasons).
 """
 
@@ -18,18 +19,22 @@ import duckdb
 import polars as pl
 
 from keha_maksatus.config import SATISFACTION
-from keha_maksatus.kpi import MIN_CELL_RESPONSES, TABLE_COMMENTS
+from keha_maksatus.forecast.tables import TABLE_COMMENTS as FORECAST_TABLE_COMMENTS
+from keha_maksatus.kpi import MIN_CELL_RESPONSES, TABLE_COMMENTS as KPI_TABLE_COMMENTS
 
 SUPPRESSED_FI = f"alle {MIN_CELL_RESPONSES} vastausta"
+# Every published table of figures: the KPIs and the forecast.
+TABLE_COMMENTS = {**KPI_TABLE_COMMENTS, **FORECAST_TABLE_COMMENTS}
+FORECAST_FIGURES = ("median", "low_80", "high_80", "low_95", "high_95")
 
 
 @dataclass(frozen=True)
 class Withhold:
-    """Figures of a row withheld when the count in `n` is under MIN_CELL_RESPONSES;
-    `flag` is set true on such rows. With `satisfaction_only`, only the rows of the
-    satisfaction indicator (tables holding both indicators)."""
+    """Figures of a row withheld when the count in `n` (or any of several counts) is under
+    MIN_CELL_RESPONSES; `flag` is set true on such rows. With `satisfaction_only`, only the
+    rows of the satisfaction indicator (tables holding both indicators)."""
 
-    n: str
+    n: str | tuple[str, ...]
     figures: tuple[str, ...]
     flag: str
     satisfaction_only: bool = False
@@ -52,6 +57,19 @@ PEOPLE_TABLES: dict[str, tuple[Withhold, ...]] = {
     "kpi.processing_time_monthly": (),
     "kpi.processing_time_distribution": (),
     "kpi.backlog": (),
+    # A satisfaction forecast rests on the responses seen so far and those expected: it is
+    # withheld when either count is under the threshold; the probability too (it tells on
+    # which side of the target the withheld value lies).
+    "kpi.forecast": (
+        Withhold(("seen_n", "expected_n"), ("seen_value", *FORECAST_FIGURES, "probability_meets_target"), "suppressed",
+                 satisfaction_only=True),
+    ),
+    # seen_n: the count at the as-of date, which every forecast point of the fan rests on.
+    "kpi.forecast_fan": (
+        Withhold(("n", "seen_n"), ("value", *FORECAST_FIGURES[1:]), "suppressed", satisfaction_only=True),
+    ),
+    "kpi.pending_at_risk": (),  # processing time only
+    "kpi.forecast_what_if": (),  # processing time only
 }
 # Quality tables as people see them: which files were read and which rules rejected rows.
 QUALITY_VIEWS = {
@@ -65,8 +83,9 @@ NEWEST_ROW_ONLY = {"meta.publication": "ORDER BY publication_no DESC LIMIT 1"}
 
 def withhold(frame: pl.DataFrame, rule: Withhold) -> pl.DataFrame:
     """The frame with rule.figures null and rule.flag true where rule.n < MIN_CELL_RESPONSES
-    (a null count is treated as none)."""
-    hidden = pl.col(rule.n).fill_null(0) < MIN_CELL_RESPONSES
+    (a null count is treated as none); with several counts, where any of them is."""
+    counts = (rule.n,) if isinstance(rule.n, str) else rule.n
+    hidden = pl.any_horizontal(*[pl.col(n).fill_null(0) < MIN_CELL_RESPONSES for n in counts])
     if rule.satisfaction_only:
         hidden = hidden & (pl.col("indicator") == SATISFACTION)
     return frame.with_columns(
@@ -87,6 +106,9 @@ def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         # The details carry no count of their own: the period's n is in the quality section.
         counts = frames["kpi.quality_section"].select("indicator", "period_label", "n")
         frames["kpi.quality_section_details"] = details.join(counts, on=["indicator", "period_label"], how="left")
+    fan = frames.get("kpi.forecast_fan")
+    if fan is not None and "seen_n" not in fan.columns:
+        frames["kpi.forecast_fan"] = with_seen_n(fan)
     people = {}
     for table, frame in frames.items():
         if table not in PEOPLE_TABLES:
@@ -95,6 +117,16 @@ def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
             frame = withhold(frame, rule)
         people[table] = frame
     return people
+
+
+def with_seen_n(fan: pl.DataFrame) -> pl.DataFrame:
+    """The fan with seen_n: the observed count at the as-of date (the newest observed
+    point) of its indicator and year, which every point of the year's fan rests on."""
+    seen = (
+        fan.filter(pl.col("observed")).sort("date")
+        .group_by("indicator", "year").agg(pl.col("n").last().alias("seen_n"))
+    )
+    return fan.join(seen, on=["indicator", "year"], how="left", maintain_order="left")
 
 
 def read_for_people(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> dict[str, pl.DataFrame]:

@@ -37,6 +37,10 @@ EXPORTED_TABLES = (
     "kpi.satisfaction_by_instrument",
     "kpi.monthly_trend",
     "kpi.backlog",
+    "kpi.forecast",
+    "kpi.forecast_fan",
+    "kpi.pending_at_risk",
+    "kpi.forecast_what_if",
 )
 # The warehouse's roll-up rows (a null key = all of them) go to their own sheet and .csv,
 # labelled ALL, so that a plain sum or pivot over the detail sheet counts every case once.
@@ -55,7 +59,15 @@ SHEETS_FI = {
     "kpi.satisfaction_by_instrument": "Tyytyväisyys tukimuodoittain",
     "kpi.monthly_trend": "Mittarit kuukausittain",
     "kpi.backlog": "Avoimet hakemukset",
+    "kpi.forecast": "Ennuste",
+    "kpi.forecast_fan": "Ennuste kuukausittain",
+    "kpi.pending_at_risk": "Riskissä olevat hakemukset",
+    "kpi.forecast_what_if": "Mitä jos -laskelmat",
 }
+# Columns whose meaning in a table differs from the same name elsewhere get a name of their
+# own on the sheet and in the .csv (the Parquet keeps the warehouse's): the fan's value is
+# observed or forecast, not the period's value.
+SHEET_COLUMNS = {"kpi.forecast_fan": {"value": "cumulative_value", "n": "cumulative_n"}}
 ROLLUP_SHEETS_FI = {
     "kpi.processing_time_monthly": "Käsittelyaika kk yhteensä",
     "kpi.satisfaction_monthly": "Tyytyväisyys kk yhteensä",
@@ -78,6 +90,15 @@ EXCEL_FORMATS = {
     "value": SCORE, "mean_score": SCORE, "ci_low": SCORE, "ci_high": SCORE, "campaign_value": SCORE,
     "target": DAYS, "mean_days": DAYS, "median_days": DAYS, "p90_days": DAYS, "net_mean_days": DAYS, "net_value": DAYS,
     "haettu_eur": EUROS,
+    # the forecast tables
+    "seed": PLAIN,
+    "days_left": COUNT, "seen_n": COUNT, "expected_n": COUNT, "pending_n": COUNT, "pending_expected_in_period": COUNT,
+    "expected_arrivals": COUNT, "arrivals_expected_in_period": COUNT, "basis_n": COUNT, "draws": COUNT,
+    "cumulative_n": COUNT, "age_days": COUNT, "oldest_n": COUNT,
+    "seen_value": SCORE, "median": SCORE, "low_80": SCORE, "high_80": SCORE, "low_95": SCORE, "high_95": SCORE,
+    "cumulative_value": SCORE, "drift_sigma": SCORE, "expected_effect_days": SCORE, "change_days": SCORE,
+    "expected_days": DAYS,
+    "probability_meets_target": SHARE, "probability_after_period_end": SHARE, "probability_over_30_days": SHARE,
 }
 # Text stays text: xlsxwriter would otherwise write a string starting with `=` as a
 # formula, and could turn strings into numbers or hyperlinks.
@@ -99,6 +120,7 @@ class Sheet:
 def sheets_of(table: str, frame: pl.DataFrame) -> list[Sheet]:
     """The table as people read it: detail rows, and roll-ups (labelled `kaikki`) apart."""
     stem = table.replace(".", "_")
+    frame = frame.rename(SHEET_COLUMNS.get(table, {}))
     keys = ROLLUP_KEYS.get(table)
     if not keys:
         return [Sheet(table, SHEETS_FI[table], stem, frame)]

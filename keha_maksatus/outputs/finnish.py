@@ -80,6 +80,39 @@ HEADERS_FI = {
     "band_order": "Järjestys",
     "over_30_days": "Yli 30 päivää",
     "haettu_eur": "Haettu (EUR)",
+    # the forecast tables
+    "days_left": "Päiviä jakson loppuun",
+    "seen_n": "Lukumäärä tähän mennessä",
+    "seen_value": "Toteuma tähän mennessä",
+    "expected_n": "Odotettu lukumäärä jakson lopussa",
+    "median": "Ennuste (mediaani)",
+    "low_80": "80 %:n ennusteväli alaraja",
+    "high_80": "80 %:n ennusteväli yläraja",
+    "low_95": "95 %:n ennusteväli alaraja",
+    "high_95": "95 %:n ennusteväli yläraja",
+    "probability_meets_target": "Tavoitteen saavuttamisen todennäköisyys",
+    "pending_n": "Vireillä tilannepäivänä",
+    "pending_expected_in_period": "Vireillä olevista päätetään jaksolla (odotettu)",
+    "expected_arrivals": "Vielä saapuvia jakson loppuun (odotettu)",
+    "arrivals_expected_in_period": "Saapuvista jakson lukuun (odotettu)",
+    "basis_n": "Ennusteen perusta (päätöksiä tai vastauksia)",
+    "drift_sigma": "Drift (keskihajonta)",
+    "draws": "Simulointeja",
+    "seed": "Siemenluku",
+    "date": "Päivä",
+    "observed": "Toteutunut",
+    "cumulative_value": "Kertymä 1.1. alkaen (toteuma tai ennusteen mediaani)",
+    "cumulative_n": "Lukumäärä (toteutunut tai odotettu)",
+    "hakemus_id": "Hakemus",
+    "saapunut": "Saapunut",
+    "age_days": "Ikä (pv)",
+    "probability_after_period_end": "Todennäköisyys: päätös jakson jälkeen",
+    "probability_over_30_days": "Todennäköisyys: yli 30 päivää",
+    "expected_days": "Odotettu käsittelyaika (pv)",
+    "expected_effect_days": "Odotettu vaikutus jakson keskiarvoon (pv)",
+    "oldest_n": "Vanhimpia vireillä olevia päätetään",
+    "decided_by": "Päätetään viimeistään",
+    "change_days": "Muutos ennusteeseen (pv)",
 }
 
 
@@ -98,6 +131,28 @@ def percent(share: float | None) -> str:
         return DASH
     with half_up():
         return format_percent(share, locale=LOCALE)
+
+
+def probability(share: float | None) -> str:
+    """A simulated probability as a whole percent, never a certainty it is not: under
+    1 % is "alle 1 %" and over 99 % "yli 99 %" (a few thousand draws tell no more)."""
+    if share is None:
+        return DASH
+    if share < 0.005:
+        return f"alle 1{NBSP}%"
+    if share >= 0.995:
+        return f"yli 99{NBSP}%"
+    return percent(share)
+
+
+def signed(value: float | None, decimals: int) -> str:
+    """+1,5 or −0,3 (a true minus sign); ±0,0 when it rounds to zero."""
+    if value is None:
+        return DASH
+    text = number(abs(value), decimals)
+    if text.strip("0,") == "":
+        return f"±{text}"
+    return ("+" if value > 0 else "\u2212") + text
 
 
 def half_up():

@@ -15,6 +15,7 @@ from typing import ClassVar
 import duckdb
 
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
+from keha_maksatus.forecast import history, nowcast
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import SUPPRESSED_FI, open_for_people
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
@@ -112,6 +113,7 @@ def build_report(con: duckdb.DuckDBPyConnection) -> list[Block]:
     if incomplete_seen:
         blocks.append(Paragraph(f"* Kesken: jakso ei ole päättynyt aineistossa (uusin poiminta {fi.date(as_of)}); luku voi vielä muuttua."))
 
+    blocks += forecast_blocks(con)
     blocks += _trend_blocks(con)
     blocks += _data_quality_blocks(con)
     return blocks
@@ -140,6 +142,244 @@ def _campaign(details: dict | None) -> str:
         return fi.DASH
     figure = SUPPRESSED_FI if details["campaign_suppressed"] else fi.number(details["campaign_value"], 2)
     return f"{figure} (n = {fi.number(details['campaign_n'])})"
+
+
+NO_FORECAST_FI = "Aineistossa ei ole käynnissä olevaa raportointikautta; ennustettavaa ei ole."
+FORECAST_HEADING = "Ennuste vuoden lopun toteumasta"
+OFFICES_SHOWN = 10
+METHOD_FI = {
+    PROCESSING_TIME: (
+        "Menetelmä: päätökseen kuluva aika on arvioitu tukimuodoittain Kaplan–Meier-menetelmällä, jossa vireillä "
+        "olevat hakemukset ovat keskeneräisiä (sensuroituja) havaintoja. Vireillä olevien ja vielä saapuvien "
+        "hakemusten päätöspäivät on simuloitu näistä käyristä; käyrien estimointivirhe (bootstrap) ja mitattu "
+        "drift ovat mukana ennustevälissä."
+    ),
+    SATISFACTION: (
+        "Menetelmä: vielä tulevien vastausten määrä ja keskiarvo on simuloitu vastausmäärien ja arvosanojen "
+        "kuukausivaihtelun mukaan; ennusteväli sisältää sekä vastausmäärän että keskiarvon epävarmuuden ja mitatun driftin."
+    ),
+}
+
+
+def forecast_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
+    """The section "Ennuste vuoden lopun toteumasta": each running period's forecast (what
+    it rests on, in plain words), the what-if levers and the offices that weigh most."""
+    forecasts = con.sql("SELECT * FROM kpi.forecast ORDER BY period_end, indicator").pl()
+    blocks: list[Block] = [Heading(2, FORECAST_HEADING)]
+    if forecasts.is_empty():
+        return blocks + [Paragraph(NO_FORECAST_FI)]
+    blocks.append(Paragraph(
+        "Ennuste kertoo, mihin käynnissä olevan raportointikauden luku todennäköisesti päätyy kauden lopussa, kun "
+        "tähänastinen toteuma, vireillä olevat hakemukset sekä vielä saapuvat hakemukset ja vastaukset otetaan huomioon. "
+        "Mediaani on simuloitujen lopputulosten keskimmäinen; 80 %:n ennusteväliin osuu 80 % ja 95 %:n ennusteväliin "
+        "95 % simuloiduista lopputuloksista. Todennäköisyys on niiden simulointien osuus, joissa tavoite saavutetaan."
+    ))
+    summary = Table(
+        ["Mittari", "Jakso", "Toteuma tähän mennessä", "Ennuste jakson lopussa (mediaani)", "80 %:n ennusteväli",
+         "95 %:n ennusteväli", "Tavoite", "Tavoitteen saavuttamisen todennäköisyys"],
+        [], numeric={2, 3, 4, 5, 6, 7},
+    )
+    details: list[Block] = []
+    for row in forecasts.iter_rows(named=True):
+        indicator, hidden = row["indicator"], bool(row.get("suppressed"))
+        figure = (lambda v: SUPPRESSED_FI) if hidden else (lambda v: _forecast_number(v, indicator))  # noqa: E731
+        summary.rows.append([
+            fi.SHORT_NAMES[indicator], row["period_label"],
+            f"{figure(row['seen_value'])} (n = {fi.number(row['seen_n'])}, {fi.date(row['as_of'])})",
+            figure(row["median"]),
+            SUPPRESSED_FI if hidden else _interval(row, "80", indicator),
+            SUPPRESSED_FI if hidden else _interval(row, "95", indicator),
+            fi.target(row["target_op"], row["target"], indicator),
+            SUPPRESSED_FI if hidden else fi.probability(row["probability_meets_target"]),
+        ])
+        details += [Heading(3, f"{fi.SHORT_NAMES[indicator]}, jakso {row['period_label']}"),
+                    Paragraph(_forecast_sentence(row)), Paragraph(_basis_sentence(row)), Paragraph(METHOD_FI[indicator])]
+    blocks += [summary, *details]
+    blocks += _what_if_blocks(con, forecasts)
+    blocks += _office_blocks(con)
+    return blocks
+
+
+def _unit(indicator: str) -> str:
+    return " pv" if indicator == PROCESSING_TIME else ""
+
+
+def _forecast_number(value: float | None, indicator: str) -> str:
+    return fi.number(value, fi.DECIMALS[indicator])
+
+
+def _interval(row: dict, level: str, indicator: str) -> str:
+    low, high = row[f"low_{level}"], row[f"high_{level}"]
+    if low is None or high is None:
+        return fi.DASH
+    return f"{_forecast_number(low, indicator)}–{_forecast_number(high, indicator)}"
+
+
+def _forecast_sentence(row: dict) -> str:
+    """The value so far, the forecast, its intervals and the chance of meeting the target."""
+    indicator, unit = row["indicator"], _unit(row["indicator"])
+    what = "keskimääräinen käsittelyaika" if indicator == PROCESSING_TIME else "asiakastyytyväisyyden keskiarvo (1–5)"
+    counted = "päätöstä" if indicator == PROCESSING_TIME else "vastausta"
+    head = f"Tilanne {fi.date(row['as_of'])}, jakson loppuun {fi.number(row['days_left'])} päivää. "
+    if row.get("suppressed"):
+        return head + (
+            f"Jakson {row['period_label']} {what} perustuu tähän mennessä {fi.number(row['seen_n'])} vastaukseen: "
+            f"luku ja sen ennuste jätetään näyttämättä ({SUPPRESSED_FI})."
+        )
+    text = head + (
+        f"Jakson {row['period_label']} {what} on tähän mennessä {_forecast_number(row['seen_value'], indicator)}{unit} "
+        f"({fi.number(row['seen_n'])} {counted}). Ennuste jakson lopun toteumaksi on "
+        f"{_forecast_number(row['median'], indicator)}{unit} (mediaani); 80 %:n ennusteväli on "
+        f"{_interval(row, '80', indicator)}{unit} ja 95 %:n ennusteväli {_interval(row, '95', indicator)}{unit}."
+    )
+    if row["target_op"] is None or row["probability_meets_target"] is None:
+        return text + f" Vuodelle {row['period_end'].year} ei ole asetettu tavoitetta."
+    return text + (
+        f" Tavoite ({fi.target(row['target_op'], row['target'], indicator)}{unit}) saavutetaan ennusteen mukaan "
+        f"{fi.probability(row['probability_meets_target'])}:n todennäköisyydellä."
+    )
+
+
+def _basis_sentence(row: dict) -> str:
+    """What the forecast rests on: counts still to come, the basis, the drift, the simulation."""
+    end, n = fi.date(row["period_end"]), fi.number
+    if row["indicator"] == PROCESSING_TIME:
+        parts = [
+            f"Ennuste perustuu seuraaviin. {fi.date(row['as_of'])} vireillä on {n(row['pending_n'])} hakemusta, joista "
+            f"arviolta {n(row['pending_expected_in_period'])} päätetään {end} mennessä ja tulee jakson lukuun.",
+            f"Jakson loppuun mennessä saapuu arviolta {n(row['expected_arrivals'])} uutta hakemusta, joista noin "
+            f"{n(row['arrivals_expected_in_period'])} ehditään päättää jakson aikana.",
+            f"Jakson luku perustuu lopulta arviolta {n(row['expected_n'])} päätökseen.",
+            f"Päätösaikojen jakaumat on opittu viimeisten {n(history.WINDOW_DAYS)} päivän {n(row['basis_n'])} päätöksestä.",
+            f"Työtahdin vaihtelu tulevina kuukausina (drift) on mukana ennustevälissä: keskihajonta "
+            f"{fi.percent(row['drift_sigma'])}, mitoitettu takautuvalla testauksella aiempien vuosien aineistossa.",
+        ]
+    else:
+        parts = [
+            f"Ennuste perustuu seuraaviin. Jakson loppuun mennessä odotetaan vielä noin {n(row['expected_arrivals'])} "
+            f"arvosanan sisältävää vastausta, jolloin jakson luku perustuu arviolta {n(row['expected_n'])} vastaukseen.",
+            f"Tulevien vastausten taso on arvioitu viimeisten {n(nowcast.SCORE_WINDOW_DAYS)} päivän "
+            f"{n(row['basis_n'])} vastauksesta.",
+            f"Kuukausikeskiarvojen historiasta mitattu drift on noin {n(row['drift_sigma'], 2)} pistettä (keskihajonta), "
+            "ja se on mukana ennustevälissä.",
+        ]
+    parts.append(
+        f"Simulointeja {n(row['draws'])}, siemenluku {row['seed']}: sama aineisto ja siemenluku antavat saman ennusteen."
+    )
+    return " ".join(parts)
+
+
+def what_if_table(con: duckdb.DuckDBPyConnection) -> Table | None:
+    """The what-if levers as a table: rows the N oldest pending applications, columns the
+    date they are decided by; a cell the forecast median and the chance of meeting the target."""
+    levers = con.sql("SELECT * FROM kpi.forecast_what_if ORDER BY oldest_n, decided_by").pl()
+    if levers.is_empty():
+        return None
+    pending = con.sql(
+        "SELECT pending_n FROM kpi.forecast WHERE indicator = ? AND period_label = ?",
+        params=[PROCESSING_TIME, levers["period_label"][0]],
+    ).pl()
+    everything = pending["pending_n"][0] if pending.height else None
+    dates = sorted(set(levers["decided_by"]))
+    table = Table(
+        ["Vanhimmat vireillä olevat hakemukset päätetään", *[f"{fi.date(d)} mennessä" for d in dates]],
+        [], numeric=set(range(1, 1 + len(dates))),
+    )
+    for (oldest,), group in levers.group_by("oldest_n", maintain_order=True):
+        cells = {r["decided_by"]: r for r in group.iter_rows(named=True)}
+        label = f"kaikki {fi.number(oldest)}" if oldest == everything else f"{fi.number(oldest)} vanhinta"
+        table.rows.append([label, *[_lever_cell(cells.get(d)) for d in dates]])
+    return table
+
+
+def _lever_cell(row: dict | None) -> str:
+    if row is None:
+        return fi.DASH
+    chance = "" if row["probability_meets_target"] is None else f" ({fi.probability(row['probability_meets_target'])})"
+    return f"{fi.number(row['median'], 1)} pv{chance}"
+
+
+def _what_if_blocks(con: duckdb.DuckDBPyConnection, forecasts) -> list[Block]:
+    table = what_if_table(con)
+    if table is None:
+        return []
+    levers = con.sql("SELECT * FROM kpi.forecast_what_if ORDER BY oldest_n, decided_by").pl()
+    base = next((r for r in forecasts.iter_rows(named=True)
+                 if r["indicator"] == PROCESSING_TIME and r["period_label"] == levers["period_label"][0]), None)
+    as_of = levers["as_of"][0]
+    # The example: 100 oldest (or the nearest count), decided about a month after the as-of date.
+    count = min(set(levers["oldest_n"]), key=lambda c: (abs(c - 100), c))
+    day = min(set(levers["decided_by"]), key=lambda d: (abs((d - as_of).days - 30), d))
+    example = levers.filter((levers["oldest_n"] == count) & (levers["decided_by"] == day)).row(0, named=True)
+    chance = "" if example["probability_meets_target"] is None else (
+        f"; tavoitteen todennäköisyys {fi.probability(example['probability_meets_target'])}"
+    )
+    now = "" if base is None else (
+        f" Ilman tällaista muutosta ennuste on {fi.number(base['median'], 1)} pv"
+        + ("" if base["probability_meets_target"] is None else f" ({fi.probability(base['probability_meets_target'])})")
+        + "."
+    )
+    text = (
+        f"Esimerkki: jos {fi.number(count)} vanhinta vireillä olevaa hakemusta päätetään {fi.date(day)} mennessä, "
+        f"jakson {example['period_label']} käsittelyajan ennuste on {fi.number(example['median'], 1)} pv "
+        f"(muutos {fi.signed(example['change_days'], 1)} pv{chance}).{now}"
+    )
+    if (levers["change_days"].drop_nulls() > 0).any():
+        text += (
+            " Vanhojen hakemusten päättäminen jakson aikana nostaa jakson keskiarvoa, koska niiden koko odotusaika tulee "
+            "mukaan lukuun; jakson jälkeen päätettyinä ne nostavat seuraavan jakson lukua."
+        )
+    return [
+        Heading(3, "Mitä jos vanhimmat vireillä olevat hakemukset päätetään?"),
+        Paragraph(text),
+        Paragraph("Taulukossa ennusteen mediaani ja suluissa tavoitteen saavuttamisen todennäköisyys."),
+        table,
+    ]
+
+
+def office_table(con: duckdb.DuckDBPyConnection, limit: int | None = OFFICES_SHOWN) -> Table | None:
+    """Pending applications by office, the offices with the largest expected effect on the
+    period's mean first: counts only, no application ids."""
+    offices = con.sql(
+        """
+        SELECT yksikko, count(*) AS pending, sum(probability_over_30_days) AS over_30,
+               sum(probability_after_period_end) AS after_end, sum(expected_effect_days) AS effect
+        FROM kpi.pending_at_risk GROUP BY yksikko ORDER BY effect DESC NULLS LAST, pending DESC, yksikko
+        """
+    ).pl()
+    if offices.is_empty():
+        return None
+    table = Table(
+        ["Yksikkö", "Vireillä", "Arviolta yli 30 päivää", "Arviolta päätetään jakson jälkeen", "Odotettu vaikutus keskiarvoon (pv)"],
+        [], numeric={1, 2, 3, 4},
+    )
+    shown = offices if limit is None else offices.head(limit)
+    for row in shown.iter_rows(named=True):
+        table.rows.append([row["yksikko"], fi.number(row["pending"]), fi.number(row["over_30"]), fi.number(row["after_end"]),
+                           fi.signed(row["effect"], 2)])
+    rest = offices.slice(shown.height)
+    if rest.height:
+        table.rows.append([f"muut {fi.number(rest.height)} yksikköä", fi.number(rest["pending"].sum()), fi.number(rest["over_30"].sum()),
+                           fi.number(rest["after_end"].sum()), fi.signed(rest["effect"].sum(), 2)])
+    table.rows.append(["yhteensä", fi.number(offices["pending"].sum()), fi.number(offices["over_30"].sum()),
+                       fi.number(offices["after_end"].sum()), fi.signed(offices["effect"].sum(), 2)])
+    return table
+
+
+def _office_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
+    table = office_table(con)
+    if table is None:
+        return []
+    as_of, label = con.sql("SELECT any_value(as_of), any_value(period_label) FROM kpi.pending_at_risk").fetchall()[0]
+    return [
+        Heading(3, "Vireillä olevat hakemukset yksiköittäin"),
+        Paragraph(
+            f"Yksiköt, joiden {fi.date(as_of)} vireillä olleilla hakemuksilla on suurin odotettu vaikutus jakson {label} "
+            f"keskimääräiseen käsittelyaikaan. Arviot ovat hakemusten todennäköisyyksien summia; vaikutus on päivinä "
+            f"(positiivinen nostaa keskiarvoa, kahden desimaalin tarkkuudella, koska yksittäisen yksikön vaikutus on pieni)."
+        ),
+        table,
+    ]
 
 
 def _trend_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
