@@ -14,6 +14,7 @@ from pathlib import Path
 
 from keha_maksatus import kpi, warehouse
 from keha_maksatus.config import load_settings
+from keha_maksatus.forecast.tables import build_forecast_tables
 from keha_maksatus.ingest import landing
 from keha_maksatus.ingest.privacy import CustomerKeys, mask_column
 from keha_maksatus.ingest.readers import read_export
@@ -50,6 +51,7 @@ def main() -> None:
         timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.logged_name, result.valid, customers)
     customers.drop()
     timed("KPI tables (DuckDB)", kpi.build_kpis, con, settings)
+    timed("forecast tables (nowcast)", build_forecast_tables, con, settings)
     timed("publish (checkpoint, copy, replace)", publish, con, warehouse.working_path(work / ".work"), work / "maksatus.duckdb")
     con.close()
     shutil.rmtree(work)
