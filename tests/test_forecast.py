@@ -4,20 +4,20 @@ edge cases, determinism, and the tables read from a real warehouse."""
 import dataclasses
 import datetime as dt
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from keha_maksatus import kpi, warehouse
+from keha_maksatus import kpi
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION, load_settings
 from keha_maksatus.forecast import history, nowcast, tables
 from keha_maksatus.forecast.survival import Moments, hazard_counts, kaplan_meier
-from keha_maksatus.ingest.store import ingest_landing
 from keha_maksatus.sample import write_sample
 
-from conftest import DECISION_HEADER, TEST_KEY, build_working, decision, write_export
+from conftest import DECISION_HEADER, build_working, decision, write_export
 
 D = "maksatuspaatokset_{}.csv"
 
@@ -174,3 +174,30 @@ def test_what_if_rows_cover_the_levers_and_deciding_all_at_once_is_exact_without
     assert set(rows["oldest_n"]) == {n for n in tables.WHAT_IF_OLDEST if n <= pending_n} | ({pending_n} if pending_n < 5000 else set())
     assert rows["decided_by"].max() == dt.date(2022, 12, 31)
     assert (rows["low_80"] <= rows["median"]).all() and (rows["median"] <= rows["high_80"]).all()
+
+
+def test_the_nightly_job_forecasts_the_running_year_and_warns_when_a_target_is_unlikely(tmp_path):
+    from keha_maksatus.config import DEFAULT_LANDING
+    from pipelines.definitions import build_definitions
+
+    published = tmp_path / "maksatus.duckdb"
+    result = build_definitions(str(DEFAULT_LANDING), str(published)).resolve_job_def("nightly").execute_in_process()
+    assert result.success
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        forecast = {row[0]: row[1:] for row in con.execute(
+            "SELECT indicator, period_label, probability_meets_target FROM kpi.forecast").fetchall()}
+        comments = dict(con.execute(
+            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'kpi' AND (table_name LIKE '%forecast%' OR table_name = 'pending_at_risk')").fetchall())
+    finally:
+        con.close()
+    assert set(forecast) == {SATISFACTION, PROCESSING_TIME}  # the sample's 1-12/2022 is running
+    assert set(comments) == {"forecast", "forecast_fan", "forecast_what_if", "pending_at_risk"} and all(comments.values())
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for indicator, name in ((SATISFACTION, "satisfaction_likely_to_meet_target"), (PROCESSING_TIME, "processing_time_likely_to_meet_target")):
+        probability = forecast[indicator][1]
+        assert checks[name].passed == (probability >= 0.5)
+        assert checks[name].severity.value == "WARN"
+    materialized = {e.asset_key.path[-1]: e for e in result.get_asset_materialization_events()}
+    metadata = materialized["forecast"].materialization.metadata
+    assert metadata["processing_time_1_12_probability_meets_target"].value == pytest.approx(forecast[PROCESSING_TIME][1])
