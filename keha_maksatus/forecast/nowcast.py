@@ -46,8 +46,7 @@ REPLICATES = 200  # bootstrap replicates of the survival curves
 # pending applications carry the season), so this is set by the backtest (docs/forecast.md),
 # not measured on the monthly means.
 PACE_SIGMA = 0.04
-# Relative drift of the number of applications or responses to come (the prior that the
-# history's own drift of arrivals is shrunk towards).
+# Relative drift of the number of applications or responses to come.
 ARRIVAL_SIGMA = 0.10
 # Drift of the mean score over six months ahead (points), the prior that the history's own
 # drift (history.drift_sigma) is shrunk towards; scaled with the square root of the horizon.
@@ -209,7 +208,7 @@ def simulate_processing_time(model: DecisionModel, period_start: dt.date, period
     future = future_decisions(model, period_end, pending)
     months = max(1, round((period_end - model.as_of).days / 30.44))
     pace = PACE_SIGMA
-    volume = history.drift_sigma(model.arrivals_total, months, relative=True, prior=ARRIVAL_SIGMA) if model.arrivals_total else ARRIVAL_SIGMA
+    volume = ARRIVAL_SIGMA
     replicate = np.arange(draws) % len(future.n)
     n_mean, s_mean = future.n[replicate], future.s[replicate]
     # Arrivals scale with the drawn volume; the pace of work scales the days.
