@@ -654,8 +654,7 @@ def at_risk_by_office(con: duckdb.DuckDBPyConnection) -> go.Figure:
     ).pl()
     title = "Vireillä olevien hakemusten odotettu vaikutus käsittelyajan keskiarvoon yksiköittäin"
     if offices.is_empty():
-        return no_data(title, NO_FORECAST_FI if con.sql("SELECT count(*) FROM kpi.forecast").fetchall()[0][0] == 0
-                       else "Ei vireillä olevia hakemuksia")
+        return no_data(title, _nothing_pending(con))
     label, as_of = offices["period_label"][0], offices["as_of"][0]
     names = [plotly_text(code) for code in offices["yksikko"]]
     texts = [f"{fi.signed(e, 2)} pv · {fi.number(p)} vireillä, ≈{fi.number(o)} yli 30 pv"
@@ -701,7 +700,13 @@ def what_if_view(con: duckdb.DuckDBPyConnection) -> TableView:
             "odotusajan jakson keskiarvoon.")
     period = con.sql("SELECT any_value(period_label) FROM kpi.forecast_what_if").fetchall()[0][0]
     title = "Mitä jos: vanhimpien hakemusten päättäminen" + (f" (käsittelyaika {period})" if period else "")
-    return TableView(title, table, note)
+    return TableView(title, table, note, _nothing_pending(con))
+
+
+def _nothing_pending(con: duckdb.DuckDBPyConnection) -> str:
+    """Why a pending-application view is empty: no period running, or nothing pending."""
+    running = con.sql("SELECT count(*) FROM kpi.forecast").fetchall()[0][0]
+    return NO_FORECAST_FI if running == 0 else "Ei vireillä olevia hakemuksia"
 
 
 def top_applications_view(con: duckdb.DuckDBPyConnection, limit: int = TOP_APPLICATIONS) -> TableView:
@@ -711,8 +716,7 @@ def top_applications_view(con: duckdb.DuckDBPyConnection, limit: int = TOP_APPLI
     ).pl()
     title = f"{limit} vireillä olevaa hakemusta, joilla on suurin odotettu vaikutus käsittelyajan keskiarvoon"
     if rows.is_empty():
-        empty = NO_FORECAST_FI if con.sql("SELECT count(*) FROM kpi.forecast").fetchall()[0][0] == 0 else "Ei vireillä olevia hakemuksia"
-        return TableView(title, None, empty=empty)
+        return TableView(title, None, empty=_nothing_pending(con))
     columns = ("hakemus_id", "yksikko", "tukimuoto", "saapunut", "age_days", "probability_after_period_end",
                "probability_over_30_days", "expected_days", "expected_effect_days")
     table = Table([fi.HEADERS_FI[c] for c in columns], [], numeric=set(range(4, len(columns))))

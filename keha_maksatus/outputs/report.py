@@ -44,6 +44,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     numeric: set[int] = field(default_factory=set)  # right-aligned columns
+    nowrap: set[int] = field(default_factory=set)  # columns kept on one line (short codes such as 1-12/2022)
 
 
 Block = Heading | Paragraph | Table
@@ -176,8 +177,8 @@ def forecast_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
     ))
     summary = Table(
         ["Mittari", "Jakso", "Toteuma tähän mennessä", "Ennuste jakson lopussa (mediaani)", "80 %:n ennusteväli",
-         "95 %:n ennusteväli", "Tavoite", "Tavoitteen saavuttamisen todennäköisyys"],
-        [], numeric={2, 3, 4, 5, 6, 7},
+         "95 %:n ennusteväli", "Tavoite", "Tavoite saavutetaan (todennäköisyys)"],
+        [], numeric={2, 3, 4, 5, 6, 7}, nowrap={1},
     )
     details: list[Block] = []
     for row in forecasts.iter_rows(named=True):
@@ -232,8 +233,10 @@ def _forecast_sentence(row: dict) -> str:
         f"{_forecast_number(row['median'], indicator)}{unit} (mediaani); 80 %:n ennusteväli on "
         f"{_interval(row, '80', indicator)}{unit} ja 95 %:n ennusteväli {_interval(row, '95', indicator)}{unit}."
     )
-    if row["target_op"] is None or row["probability_meets_target"] is None:
+    if row["target_op"] is None:
         return text + f" Vuodelle {row['period_end'].year} ei ole asetettu tavoitetta."
+    if row["probability_meets_target"] is None:
+        return text + " Tavoitteen saavuttamisen todennäköisyyttä ei voitu arvioida."
     return text + (
         f" Tavoite ({fi.target(row['target_op'], row['target'], indicator)}{unit}) saavutetaan ennusteen mukaan "
         f"{fi.probability(row['probability_meets_target'])}:n todennäköisyydellä."
