@@ -201,3 +201,25 @@ def test_the_nightly_job_forecasts_the_running_year_and_warns_when_a_target_is_u
     materialized = {e.asset_key.path[-1]: e for e in result.get_asset_materialization_events()}
     metadata = materialized["forecast"].materialization.metadata
     assert metadata["processing_time_1_12_probability_meets_target"].value == pytest.approx(forecast[PROCESSING_TIME][1])
+
+
+def test_the_monthly_pace_of_work_is_recovered_from_decisions_made_at_that_pace():
+    days, start = 365, dt.date(2021, 12, 31)
+    hazard = np.full(800, 1 / 25)  # a mean of about 25 days
+    true_pace = np.array([1.0, 1.1, 1.0, 1.0, 0.9, 1.0, 0.3, 1.6, 1.1, 1.0, 1.0, 0.8])
+    month_of_day = np.array([(start + dt.timedelta(days=j + 1)).month - 1 for j in range(days)])
+    pending = pl.DataFrame({"tukimuoto": ["esr"] * 3, "age": [5, 20, 60], "c": [4000.0, 3000.0, 500.0]})
+    arrivals = pl.DataFrame({"tukimuoto": ["esr"] * days, "day": np.arange(1, days + 1), "c": np.full(days, 150.0)})
+    # The decisions each day that applications pending and arriving bring at the true pace.
+    decisions = np.zeros(days)
+    density, _ = nowcast.pending_paths(hazard, pending["age"].to_numpy(), true_pace[month_of_day])
+    decisions += pending["c"].to_numpy() @ density
+    paths = nowcast.arrival_paths(hazard, true_pace[month_of_day])
+    for k in range(days):
+        decisions[k:] += 150.0 * paths[k, : days - k]
+    window = history.PaceWindow(start, days, pending, arrivals, decisions)
+    pace = nowcast.monthly_pace(window, lambda _: hazard, rounds=12, prior=0.0)
+    assert pace == pytest.approx(true_pace, rel=0.02)
+    # A window without decisions teaches nothing: every month stays at 1.
+    empty = nowcast.monthly_pace(history.PaceWindow(start, days, pending, arrivals, decisions * 0), lambda _: hazard)
+    assert np.all(empty == 1.0)

@@ -108,6 +108,7 @@ class DecisionHistory:
     pending: pl.DataFrame  # tukimuoto, age, c
     arrivals: dict[str, MonthlySeries]  # received applications by month, per instrument
     decided: MonthlySeries
+    window: "PaceWindow"
 
 
 def read_decision_history(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_days: int | None = None) -> DecisionHistory:
@@ -142,7 +143,48 @@ def read_decision_history(con: duckdb.DuckDBPyConnection, as_of: dt.date, window
         # Every instrument's series starts where the data starts, so its months line up.
         padded = pl.concat([pl.DataFrame({"month": [first], "n": [0.0], "s": [0.0], "ss": [0.0]}), frame.drop("tukimuoto")])
         arrivals[instrument] = MonthlySeries.from_frame(padded.group_by("month").agg(pl.all().sum()).sort("month"), as_of)
-    return DecisionHistory(as_of, cells, pending, arrivals, read_decided_months(con, as_of))
+    return DecisionHistory(as_of, cells, pending, arrivals, read_decided_months(con, as_of), read_pace_window(con, as_of, window_days))
+
+
+@dataclass(frozen=True)
+class PaceWindow:
+    """The last `days` days before as_of, day by day, to learn the pace of work by calendar
+    month: what was pending when the window opened, what arrived and what was decided each day."""
+
+    start: dt.date  # the day before the window's first day
+    days: int
+    pending: pl.DataFrame  # tukimuoto, age (at start), c
+    arrivals: pl.DataFrame  # tukimuoto, day (1..days), c
+    decisions: np.ndarray  # decisions made on each day 1..days (every instrument)
+
+
+def read_pace_window(con: duckdb.DuckDBPyConnection, as_of: dt.date, days: int) -> PaceWindow:
+    start = as_of - dt.timedelta(days=days)
+    params = {"start": start, "as_of": as_of}
+    pending = con.sql(
+        """
+        SELECT tukimuoto, ($start - saapunut)::BIGINT AS age, count(*)::DOUBLE AS c FROM core.decisions
+        WHERE saapunut <= $start AND (paatetty IS NULL OR paatetty > $start) GROUP BY ALL ORDER BY ALL
+        """,
+        params={"start": start},
+    ).pl()
+    arrivals = con.sql(
+        """
+        SELECT tukimuoto, (saapunut - $start)::BIGINT AS day, count(*)::DOUBLE AS c FROM core.decisions
+        WHERE saapunut > $start AND saapunut <= $as_of GROUP BY ALL ORDER BY ALL
+        """,
+        params=params,
+    ).pl()
+    decided = con.sql(
+        """
+        SELECT (paatetty - $start)::BIGINT AS day, count(*)::DOUBLE AS c FROM core.decisions
+        WHERE paatetty > $start AND paatetty <= $as_of GROUP BY ALL
+        """,
+        params=params,
+    ).pl()
+    decisions = np.zeros(days)
+    decisions[decided["day"].to_numpy() - 1] = decided["c"].to_numpy()
+    return PaceWindow(start, days, pending, arrivals, decisions)
 
 
 def seasonal_profile(series: list[MonthlySeries]) -> np.ndarray:

@@ -9,6 +9,8 @@ A and the period end E. Future decisions come from two sources:
   (survival.py), and counts if T <= a + (E - A);
 - the applications still to arrive, at the instrument's daily rate with its monthly
   pattern (history.py), each counting if decided by E.
+The curve's hazard on each day ahead is multiplied by the pace of work of that calendar
+month (monthly_pace: few decisions in July, many in August), learned from the last year.
 Three sources of uncertainty are drawn: the curve's estimation error (a bootstrap of
 its hazards), the chance in which applications are decided (the sums over many
 applications, as normal draws with their exact means and variances), and the drift of
@@ -42,10 +44,10 @@ SEED = 2022
 DRAWS = 4000
 REPLICATES = 200  # bootstrap replicates of the survival curves
 # Relative drift of the pace of work over the months ahead (log scale). The monthly means of
-# processing time swing with the seasons far more than the forecast errs (the curve and the
-# pending applications carry the season), so this is set by the backtest (docs/forecast.md),
-# not measured on the monthly means.
-PACE_SIGMA = 0.04
+# processing time swing with the seasons far more than the forecast errs (the curves, the
+# monthly pace and the pending applications carry the season), so this is set by the
+# backtest (docs/forecast.md: seeds 1-5, checked on seeds 6-15), not measured on the means.
+PACE_SIGMA = 0.035
 # Relative drift of the number of applications or responses to come.
 ARRIVAL_SIGMA = 0.10
 # Drift of the mean score over six months ahead (points), the prior that the history's own
@@ -108,6 +110,8 @@ class DecisionModel:
     profile: np.ndarray  # monthly pattern of arrivals
     decided: MonthlySeries
     arrivals_total: MonthlySeries | None
+    hazards: dict[str, np.ndarray]  # the estimated curve's hazards (no bootstrap), per key of `moments`
+    pace: np.ndarray  # relative pace of work in each calendar month (12 multipliers of the hazard)
 
 
 def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_days: int = 400,
@@ -116,7 +120,7 @@ def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_
     cells = past.survival_cells
     max_age = int(cells["exit"].max()) if cells.height else 0
     length = max_age + horizon_days + 2
-    curves = {}
+    curves, hazards = {}, {}
     events = {}
     groups = {history.POOLED: cells}
     for (instrument,), frame in cells.group_by("tukimuoto", maintain_order=True):
@@ -129,12 +133,75 @@ def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_
         if key != history.POOLED and events[key] < history.MIN_INSTRUMENT_EVENTS:
             continue
         curve = kaplan_meier(*counts)
-        hazards = np.vstack([curve.hazard, bootstrap_hazards(curve, replicates, rng)]) if replicates else curve.hazard[None, :]
-        curves[key] = Moments.of(hazards)
+        hazards_of_replicates = np.vstack([curve.hazard, bootstrap_hazards(curve, replicates, rng)]) if replicates else curve.hazard[None, :]
+        curves[key] = Moments.of(hazards_of_replicates)
+        hazards[key] = curve.hazard
     profile = history.seasonal_profile(list(past.arrivals.values()))
     levels = {k: history.daily_level(s, profile) for k, s in past.arrivals.items()}
     total = _sum_series(list(past.arrivals.values()))
-    return DecisionModel(past.as_of, curves, events, past.pending, levels, profile, past.decided, total)
+    pace = monthly_pace(past.window, lambda instrument: hazards.get(instrument, hazards.get(history.POOLED)))
+    return DecisionModel(past.as_of, curves, events, past.pending, levels, profile, past.decided, total, hazards, pace)
+
+
+# ---------------------------------------------------------------- the pace of work by calendar month
+
+
+def pending_paths(hazard: np.ndarray, ages: np.ndarray, pace_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For applications pending at the ages given, the chance of being decided on each of the
+    next H days when day j's hazard is hazard[age + j] * pace_days[j - 1]: (densities, days),
+    both ages x H, days being the processing time a decision that day gives."""
+    horizon = len(pace_days)
+    days = ages[:, None] + np.arange(1, horizon + 1)[None, :]
+    daily = np.clip(hazard[np.minimum(days, len(hazard) - 1)] * pace_days[None, :], 0.0, 1.0)
+    survival = np.cumprod(1.0 - daily, axis=1)
+    before = np.concatenate([np.ones((len(ages), 1)), survival[:, :-1]], axis=1)
+    return before * daily, days
+
+
+def arrival_paths(hazard: np.ndarray, pace_days: np.ndarray) -> np.ndarray:
+    """For an application arriving on day k (1..H), the chance of its decision on day k + u
+    (u = 0.. H - k, processing time u): H x H, row k - 1, column u; zero past day H."""
+    horizon = len(pace_days)
+    ages = np.arange(horizon)
+    day = np.arange(horizon)[:, None] + ages[None, :]
+    padded = np.concatenate([pace_days, np.zeros(horizon)])
+    daily = np.clip(hazard[np.minimum(ages, len(hazard) - 1)][None, :] * padded[day], 0.0, 1.0)
+    survival = np.cumprod(1.0 - daily, axis=1)
+    before = np.concatenate([np.ones((horizon, 1)), survival[:, :-1]], axis=1)
+    return before * daily
+
+
+def monthly_pace(window, hazard_for, rounds: int = 4, prior: float = 30.0) -> np.ndarray:
+    """The pace of work in each calendar month, as a multiplier of the curves' hazards:
+    decisions made in the window's days of that month over those the curves predict from
+    what was pending when the window opened and what arrived since (refined a few rounds,
+    shrunk towards 1 by `prior` decisions). Months the window does not hold stay at 1."""
+    pace = np.ones(12)
+    if window is None or window.days <= 0 or window.decisions.sum() == 0:
+        return pace
+    month_of_day = np.array([(window.start + dt.timedelta(days=j + 1)).month - 1 for j in range(window.days)])
+    actual = np.bincount(month_of_day, weights=window.decisions, minlength=12)
+    groups = set(window.pending["tukimuoto"].to_list()) | set(window.arrivals["tukimuoto"].to_list())
+    for _ in range(rounds):
+        pace_days = pace[month_of_day]
+        expected = np.zeros(window.days)
+        for instrument in groups:
+            hazard = hazard_for(instrument)
+            rows = window.pending.filter(pl.col("tukimuoto") == instrument)
+            if rows.height:
+                density, _ = pending_paths(hazard, rows["age"].to_numpy().astype(np.int64), pace_days)
+                expected += rows["c"].to_numpy() @ density
+            arrived = window.arrivals.filter(pl.col("tukimuoto") == instrument)
+            if arrived.height:
+                counts = np.zeros(window.days)
+                counts[arrived["day"].to_numpy() - 1] = arrived["c"].to_numpy()
+                paths = arrival_paths(hazard, pace_days)
+                for k in np.flatnonzero(counts):  # decisions on day k + u
+                    expected[k:] += counts[k] * paths[k, : window.days - k]
+        predicted = np.bincount(month_of_day, weights=expected, minlength=12)
+        seen = np.bincount(month_of_day, minlength=12) > 0
+        pace = np.where(seen, pace * (actual + prior) / (predicted + prior), 1.0)
+    return pace
 
 
 def _sum_series(series: list[MonthlySeries]) -> MonthlySeries | None:
@@ -174,18 +241,46 @@ def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.Data
     total = FutureDecisions(*(np.zeros(replicates) for _ in range(7)), 0.0)
     zeros = np.zeros(replicates)
     instruments = set(pending["tukimuoto"].unique().to_list()) | set(model.arrival_level)
+    pace_days = model.pace[np.array([(model.as_of + dt.timedelta(days=j + 1)).month - 1 for j in range(horizon)], dtype=np.int64)]
     for instrument in sorted(instruments):
         moments = curve_for(model, instrument)
+        hazard = model.hazards.get(instrument, model.hazards[history.POOLED])
         rows = pending.filter(pl.col("tukimuoto") == instrument)
         ages, counts = rows["age"].to_numpy().astype(np.int64), rows["c"].to_numpy().astype(np.float64)
-        p, m1, m2, _ = moments.between(ages, ages + horizon)
+        p, m1, m2, _ = _with_pace(moments.between(ages, ages + horizon), *_pending_moments(hazard, ages, pace_days))
         total = total + FutureDecisions(*_sums(p, m1, m2, counts, binomial=True), (p * counts).sum(axis=1), zeros, 0.0)
         rate = history.expected_daily(model.arrival_level.get(instrument, 0.0), model.profile, model.as_of, horizon)
         # An application arriving on day j (1..H) after as_of counts if decided within H - j days.
         latest = np.arange(horizon - 1, -1, -1, dtype=np.int64)
-        q, k1, k2, _ = moments.between(np.full_like(latest, -1), latest)
+        q, k1, k2, _ = _with_pace(moments.between(np.full_like(latest, -1), latest), *_arrival_moments(hazard, pace_days))
         total = total + FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), zeros, (q * rate).sum(axis=1), float(rate.sum()))
     return total
+
+
+def _pending_moments(hazard, ages, pace_days):
+    """P(decided by the horizon), E[T; in], E[T^2; in] of pending applications under the pace."""
+    if not len(pace_days) or not len(ages):
+        zeros = np.zeros(len(ages))
+        return zeros, zeros, zeros
+    density, days = pending_paths(hazard, ages, pace_days)
+    return density.sum(axis=1), (density * days).sum(axis=1), (density * days * days).sum(axis=1)
+
+
+def _arrival_moments(hazard, pace_days):
+    """The same for an application arriving on each day 1..H."""
+    if not len(pace_days):
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    density = arrival_paths(hazard, pace_days)
+    ages = np.arange(len(pace_days), dtype=np.float64)
+    return density.sum(axis=1), density @ ages, density @ (ages * ages)
+
+
+def _with_pace(replicates, p, m1, m2):
+    """The bootstrap replicates' moments (rows; row 0 the estimate without the monthly pace)
+    moved by what the pace changes in the estimate."""
+    rp, r1, r2, s_after = replicates
+    return (np.clip(rp + (p - rp[0]), 0.0, 1.0), np.maximum(r1 + (m1 - r1[0]), 0.0),
+            np.maximum(r2 + (m2 - r2[0]), 0.0), s_after)
 
 
 def _sums(p, m1, m2, weights, binomial: bool):
