@@ -39,6 +39,7 @@ from keha_maksatus.outputs.report import REPORT_NAME
 from keha_maksatus.sample import write_sample
 
 from conftest import FEEDBACK_HEADER, needs_chromium, response, write_export
+from output_scan import formula_cells
 from test_output_safety import (
     check_outputs, inline_text, markdown_parser, markdown_tables, plotly_figures, read_html, run_outputs,
     searchable_hidden, suppressed_figures, walk,
@@ -356,3 +357,19 @@ def test_satisfaction_forecast_on_under_5_responses_is_withheld(tmp_path):
     assert all(people[c] is None for c in ("seen_value", "median", "low_80", "high_80", "low_95", "high_95", "probability_meets_target"))
     fan = pl.read_parquet(outputs.exports / "kpi_forecast_fan.parquet").filter(pl.col("indicator") == SATISFACTION)
     assert fan.height and fan["suppressed"].all() and fan["value"].null_count() == fan.height
+
+
+def test_a_figure_that_cannot_be_computed_is_an_empty_cell(tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(REPO / "tests" / "corpus" / "22_invalid_hetu_checksum", landing, ignore=shutil.ignore_patterns("*.toml"))
+    outputs = run_outputs(landing, tmp_path, today=dt.date(2022, 6, 30))  # one decision, one pending, 1-12/2022 running
+    exact = table(outputs.published, "kpi.pending_at_risk")
+    assert exact.height == 1 and exact["expected_effect_days"].is_nan().all()  # no mean to compare with yet
+    people = pl.read_parquet(outputs.exports / "kpi_pending_at_risk.parquet")
+    assert people["expected_effect_days"].to_list() == [None]
+    with (outputs.exports / "kpi_pending_at_risk.csv").open(encoding="utf-8-sig", newline="") as handle:
+        (row,) = csv.DictReader(handle, delimiter=";")
+    assert row["Odotettu vaikutus jakson keskiarvoon (pv)"] == ""
+    assert formula_cells(outputs.exports) == []  # not a #NUM! error cell in the workbook
+    markdown = report_markdown(outputs.published)
+    assert "NaN" not in markdown and "nan" not in markdown.lower().split()

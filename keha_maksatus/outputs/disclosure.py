@@ -96,7 +96,8 @@ def withhold(frame: pl.DataFrame, rule: Withhold) -> pl.DataFrame:
 
 def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """The people-facing form of published KPI frames (table name -> frame): tables not
-    in PEOPLE_TABLES dropped, satisfaction figures under MIN_CELL_RESPONSES withheld."""
+    in PEOPLE_TABLES dropped, satisfaction figures under MIN_CELL_RESPONSES withheld, NaN
+    as null."""
     unknown = set(frames) - set(PEOPLE_TABLES)
     if unknown - set(TABLE_COMMENTS):
         raise ValueError(f"not KPI tables: {sorted(unknown - set(TABLE_COMMENTS))}")
@@ -113,6 +114,9 @@ def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     for table, frame in frames.items():
         if table not in PEOPLE_TABLES:
             continue
+        # A figure that could not be computed (NaN, e.g. an effect on a mean with nothing
+        # to compare) is no figure: an empty cell, never "NaN" or a spreadsheet error.
+        frame = frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))
         for rule in PEOPLE_TABLES[table]:
             frame = withhold(frame, rule)
         people[table] = frame
