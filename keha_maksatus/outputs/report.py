@@ -151,9 +151,10 @@ OFFICES_SHOWN = 10
 METHOD_FI = {
     PROCESSING_TIME: (
         "Menetelmä: päätökseen kuluva aika on arvioitu tukimuodoittain Kaplan–Meier-menetelmällä, jossa vireillä "
-        "olevat hakemukset ovat keskeneräisiä (sensuroituja) havaintoja. Vireillä olevien ja vielä saapuvien "
-        "hakemusten päätöspäivät on simuloitu näistä käyristä; käyrien estimointivirhe (bootstrap) ja mitattu "
-        "drift ovat mukana ennustevälissä."
+        "olevat hakemukset ovat keskeneräisiä (sensuroituja) havaintoja, ja käyriä on painotettu kalenterikuukauden "
+        "työtahdilla (esimerkiksi heinäkuussa päätöksiä tehdään vähemmän). Vireillä olevien ja vielä saapuvien "
+        "hakemusten päätöspäivät on simuloitu näistä käyristä; käyrien estimointivirhe (bootstrap) ja drift ovat "
+        "mukana ennustevälissä."
     ),
     SATISFACTION: (
         "Menetelmä: vielä tulevien vastausten määrä ja keskiarvo on simuloitu vastausmäärien ja arvosanojen "
@@ -255,7 +256,8 @@ def _basis_sentence(row: dict) -> str:
             f"Jakson luku perustuu lopulta arviolta {n(row['expected_n'])} päätökseen.",
             f"Päätösaikojen jakaumat on opittu viimeisten {n(history.WINDOW_DAYS)} päivän {n(row['basis_n'])} päätöksestä.",
             f"Työtahdin vaihtelu tulevina kuukausina (drift) on mukana ennustevälissä: keskihajonta "
-            f"{fi.percent(row['drift_sigma'])}, mitoitettu takautuvalla testauksella aiempien vuosien aineistossa.",
+            f"{fi.percent(row['drift_sigma'])}, mitoitettu takautuvalla testauksella (ennusteet menneinä päivinä "
+            "verrattuina toteutuneisiin).",
         ]
     else:
         parts = [
