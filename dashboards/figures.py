@@ -505,7 +505,7 @@ def rows_by_file(con: duckdb.DuckDBPyConnection) -> go.Figure:
 
 # -- the forecast page ---------------------------------------------------------------------
 
-NO_FORECAST_FI = "Ei käynnissä olevaa raportointikautta: ennustettavaa ei ole"
+NO_FORECAST_FI = "Ei ennustetta: ei käynnissä olevaa raportointikautta tai liian vähän aineistoa ennusteen pohjaksi"
 FORECAST_HIDDEN_FI = f"Ennuste piilotettu ({SUPPRESSED_FI})"
 BAND_95, BAND_80 = "rgba(0,53,128,0.12)", "rgba(0,53,128,0.28)"
 TOP_APPLICATIONS = 25

@@ -75,7 +75,7 @@ def _decided_only_warehouse(landing, tmp_path):
 
 def test_no_pending_and_no_arrivals_give_the_seen_mean_with_zero_width(landing, tmp_path):
     con = _decided_only_warehouse(landing, tmp_path)
-    model = nowcast.fit_decision_model(history.read_decision_history(con, dt.date(2022, 3, 31)), np.random.default_rng(1))
+    model = nowcast.fit_decision_model(history.read_decision_history(con, dt.date(2022, 3, 31)), np.random.default_rng(1), min_decisions=1)
     still = dataclasses.replace(model, pending=model.pending.clear(), arrival_level={k: 0.0 for k in model.arrival_level})
     outlook = nowcast.simulate_processing_time(still, dt.date(2022, 1, 1), dt.date(2022, 12, 31), np.random.default_rng(2))
     assert outlook.seen_n == 3
@@ -87,7 +87,7 @@ def test_no_pending_and_no_arrivals_give_the_seen_mean_with_zero_width(landing, 
 def test_deciding_every_pending_application_by_a_date_gives_the_exact_mean(landing, tmp_path):
     con = _decided_only_warehouse(landing, tmp_path)
     as_of = dt.date(2022, 3, 31)
-    model = nowcast.fit_decision_model(history.read_decision_history(con, as_of), np.random.default_rng(1))
+    model = nowcast.fit_decision_model(history.read_decision_history(con, as_of), np.random.default_rng(1), min_decisions=1)
     still = dataclasses.replace(model, arrival_level={k: 0.0 for k in model.arrival_level})
     ages = still.pending["age"].to_list()  # 30 and 29 days at 31.3.
     assert sorted(ages) == [29, 30]
@@ -166,7 +166,7 @@ def test_pending_at_risk_lists_every_pending_application_with_sound_probabilitie
         assert np.all(np.diff(ordered) >= -1e-9)
 
 
-def test_what_if_rows_cover_the_levers_and_deciding_all_at_once_is_exact_without_arrivals(generated):
+def test_what_if_rows_cover_the_levers_and_an_earlier_deadline_never_lengthens_a_decision(generated):
     as_of = dt.date(2022, 9, 30)
     nowcaster = tables.Nowcaster(generated, as_of, as_of)
     rows = pl.DataFrame(tables.what_if_rows(generated, nowcaster, load_settings()), schema=tables.WHAT_IF_SCHEMA)
@@ -174,6 +174,13 @@ def test_what_if_rows_cover_the_levers_and_deciding_all_at_once_is_exact_without
     assert set(rows["oldest_n"]) == {n for n in tables.WHAT_IF_OLDEST if n <= pending_n} | ({pending_n} if pending_n < 5000 else set())
     assert rows["decided_by"].max() == dt.date(2022, 12, 31)
     assert (rows["low_80"] <= rows["median"]).all() and (rows["median"] <= rows["high_80"]).all()
+    # "Decided by D": each application's own decision day when sooner, so an earlier D never
+    # adds processing days, and a deadline today leaves them at their age.
+    moved = nowcaster.model.pending.select("tukimuoto", "age").head(30)
+    by_day = [tables.expected_days_if_decided_by(nowcaster.model, moved, d) for d in (0, 7, 30, 90)]
+    assert by_day[0] == moved["age"].sum()
+    assert all(a <= b + 1e-9 for a, b in zip(by_day, by_day[1:]))
+    assert by_day[-1] <= (moved["age"] + 90).sum()
 
 
 def test_the_nightly_job_forecasts_the_running_year_and_warns_when_a_target_is_unlikely(tmp_path):
@@ -223,3 +230,37 @@ def test_the_monthly_pace_of_work_is_recovered_from_decisions_made_at_that_pace(
     # A window without decisions teaches nothing: every month stays at 1.
     empty = nowcast.monthly_pace(history.PaceWindow(start, days, pending, arrivals, decisions * 0), lambda _: hazard)
     assert np.all(empty == 1.0)
+
+
+def test_too_few_decisions_give_no_forecast_and_no_risk_list_but_the_observed_fan(landing, tmp_path):
+    # Three decisions and many pending applications: nothing to learn a time to decision from.
+    rows = [decision(f"D{i}", "3.1.2022", "20.1.2022") for i in range(3)] + [decision(f"P{i}", "1.2.2022") for i in range(40)]
+    write_export(landing, D.format("2022-03-31"), DECISION_HEADER, rows)
+    con = build_working(landing, tmp_path / "work")
+    nowcaster = tables.Nowcaster(con, dt.date(2022, 3, 31), None)
+    assert nowcaster.model is None
+    assert tables.forecast_rows(nowcaster, load_settings()) == []
+    assert tables.pending_at_risk(con, nowcaster).is_empty() and tables.what_if_rows(con, nowcaster, load_settings()) == []
+    fan = pl.DataFrame(tables.fan_rows(nowcaster), schema=tables.FAN_SCHEMA)
+    assert fan["observed"].all() and fan.filter(pl.col("date") == dt.date(2022, 1, 31))["value"].to_list() == [17.0]
+    # The report names the running periods it could not forecast instead of dropping them.
+    from keha_maksatus.outputs.report import TOO_LITTLE_DATA_FI, Paragraph, forecast_blocks
+
+    tables.build_forecast_tables(con, load_settings())
+    paragraphs = [b.text for b in forecast_blocks(con) if isinstance(b, Paragraph)]
+    assert paragraphs == [TOO_LITTLE_DATA_FI.format(name=name, period=period) for period in ("1-6/2022", "1-12/2022")
+                          for name in ("Asiakastyytyväisyys (1–5)", "Käsittelyaika (pv)")]  # no responses at all either
+
+
+def test_the_forecast_check_warns_under_half_and_passes_without_a_forecast():
+    from pipelines.assets.forecast import forecast_check_result
+
+    def rows(median, probability):
+        return pl.DataFrame([{"period_label": "1-12/2022", "as_of": dt.date(2022, 10, 31), "median": median, "low_80": median,
+                              "high_80": median, "target_op": "<", "target": 30.0, "probability_meets_target": probability}],
+                            schema={"period_label": pl.String, "as_of": pl.Date, "median": pl.Float64, "low_80": pl.Float64,
+                                    "high_80": pl.Float64, "target_op": pl.String, "target": pl.Float64,
+                                    "probability_meets_target": pl.Float64})
+    assert forecast_check_result(rows(31.0, 0.2)).passed is False
+    assert forecast_check_result(rows(29.0, 0.8)).passed is True
+    assert forecast_check_result(rows(None, None)).passed is True

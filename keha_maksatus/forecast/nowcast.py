@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -43,6 +43,8 @@ from keha_maksatus.forecast.survival import Moments, bootstrap_hazards, hazard_c
 SEED = 2022
 DRAWS = 4000
 REPLICATES = 200  # bootstrap replicates of the survival curves
+# Fewer decisions than this in the last 365 days are too few to learn a time to decision from.
+MIN_DECISIONS = 20
 # Relative drift of the pace of work over the months ahead (log scale). The monthly means of
 # processing time swing with the seasons far more than the forecast errs (the curves, the
 # monthly pace and the pending applications carry the season), so this is set by the
@@ -75,7 +77,6 @@ class Outlook:
     expected_future_in_period: float = 0.0  # of those, expected in the final value
     curve_events: float = 0.0  # decisions the survival curves were learned from
     drift_sigma: float = 0.0
-    basis: dict = field(default_factory=dict)
 
     @property
     def seen_value(self) -> float | None:
@@ -115,9 +116,12 @@ class DecisionModel:
 
 
 def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_days: int = 400,
-                       replicates: int = REPLICATES) -> DecisionModel:
-    """Curves per instrument (pooled where an instrument has too few decisions) and rates."""
+                       replicates: int = REPLICATES, min_decisions: int | None = None) -> DecisionModel | None:
+    """Curves per instrument (pooled where an instrument has too few decisions) and rates;
+    None when the window holds fewer than MIN_DECISIONS decisions to learn from."""
     cells = past.survival_cells
+    if cells.filter(pl.col("event"))["c"].sum() < (MIN_DECISIONS if min_decisions is None else min_decisions):
+        return None
     max_age = int(cells["exit"].max()) if cells.height else 0
     length = max_age + horizon_days + 2
     curves, hazards = {}, {}
@@ -241,10 +245,10 @@ def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.Data
     total = FutureDecisions(*(np.zeros(replicates) for _ in range(7)), 0.0)
     zeros = np.zeros(replicates)
     instruments = set(pending["tukimuoto"].unique().to_list()) | set(model.arrival_level)
-    pace_days = model.pace[np.array([(model.as_of + dt.timedelta(days=j + 1)).month - 1 for j in range(horizon)], dtype=np.int64)]
+    pace_days = pace_of_days(model, horizon)
     for instrument in sorted(instruments):
         moments = curve_for(model, instrument)
-        hazard = model.hazards.get(instrument, model.hazards[history.POOLED])
+        hazard = hazard_for(model, instrument)
         rows = pending.filter(pl.col("tukimuoto") == instrument)
         ages, counts = rows["age"].to_numpy().astype(np.int64), rows["c"].to_numpy().astype(np.float64)
         p, m1, m2, _ = _with_pace(moments.between(ages, ages + horizon), *_pending_moments(hazard, ages, pace_days))
@@ -255,6 +259,16 @@ def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.Data
         q, k1, k2, _ = _with_pace(moments.between(np.full_like(latest, -1), latest), *_arrival_moments(hazard, pace_days))
         total = total + FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), zeros, (q * rate).sum(axis=1), float(rate.sum()))
     return total
+
+
+def pace_of_days(model: DecisionModel, days: int) -> np.ndarray:
+    """The pace of work on each of the next `days` days after as_of."""
+    months = np.array([(model.as_of + dt.timedelta(days=j + 1)).month - 1 for j in range(days)], dtype=np.int64)
+    return model.pace[months] if days else np.zeros(0)
+
+
+def hazard_for(model: DecisionModel, instrument: str) -> np.ndarray:
+    return model.hazards.get(instrument, model.hazards[history.POOLED])
 
 
 def _pending_moments(hazard, ages, pace_days):
@@ -301,7 +315,6 @@ def simulate_processing_time(model: DecisionModel, period_start: dt.date, period
     seen_n, seen_sum = model.decided.total(period_start, model.as_of)
     seen_n, seen_sum = seen_n + decided_extra[0], seen_sum + decided_extra[1]
     future = future_decisions(model, period_end, pending)
-    months = max(1, round((period_end - model.as_of).days / 30.44))
     pace = PACE_SIGMA
     volume = ARRIVAL_SIGMA
     replicate = np.arange(draws) % len(future.n)
@@ -327,9 +340,7 @@ def simulate_processing_time(model: DecisionModel, period_start: dt.date, period
         PROCESSING_TIME, period_end, model.as_of, seen_n, seen_sum, values, float(seen_n + future.n[0]),
         pending_n=float(model.pending["c"].sum()) if pending is None else float(pending["c"].sum()),
         pending_expected_in_period=float(future.pending_n[0]), expected_arrivals=future.arrivals_expected,
-        expected_future_in_period=float(future.arrivals_n[0]), curve_events=curve_events, drift_sigma=pace,
-        basis={"instruments_with_own_curve": sorted(k for k in model.moments if k != history.POOLED),
-               "window_days": history.WINDOW_DAYS, "volume_sigma": volume},
+        expected_future_in_period=float(future.arrivals_n[0]), curve_events=curve_events, drift_sigma=pace
     )
 
 
@@ -360,8 +371,7 @@ def simulate_satisfaction(scores: MonthlySeries, as_of: dt.date, period_start: d
         values = np.divide(seen_sum + future_sum, total, out=np.full(draws, np.nan), where=total > 0)
         values = np.clip(values, 1.0, 5.0)
     return Outlook(SATISFACTION, period_end, as_of, seen_n, seen_sum, values, seen_n + expected,
-                   expected_arrivals=expected, expected_future_in_period=expected, curve_events=recent_n, drift_sigma=drift,
-                   basis={"recent_responses": recent_n, "window_days": history.WINDOW_DAYS})
+                   expected_arrivals=expected, expected_future_in_period=expected, curve_events=recent_n, drift_sigma=drift)
 
 
 def _recent(series: MonthlySeries, window_days: int) -> tuple[float, float, float]:

@@ -19,6 +19,7 @@ from keha_maksatus.kpi import as_of_date
 WHAT_IF_OLDEST = (10, 50, 100, 500, 1000, 5000)
 WHAT_IF_DAYS = (14, 30, 60)
 DAY_TARGET = 30  # a decision beyond this many days counts against the processing-time target
+RISK_SPAN_DAYS = 730  # how far ahead a pending application's decision day is followed
 
 TABLE_COMMENTS = {
     "kpi.forecast": "Year-end nowcast: for every indicator and reporting period still running at the data's as-of date, the forecast of the period's final value (median, 80 % and 95 % intervals) and the probability of meeting the target.",
@@ -146,11 +147,12 @@ class Nowcaster:
                  seed: int = SEED, draws: int = DRAWS):
         self.seed, self.draws = seed, draws
         self.decisions_as_of, self.feedback_as_of = decisions_as_of, feedback_as_of
-        self.model = None
+        self.model, self.decided, self._outlooks = None, None, {}
         if decisions_as_of is not None:
             past = history.read_decision_history(con, decisions_as_of)
-            if past.survival_cells.height:
-                self.model = nowcast.fit_decision_model(past, self._rng("curves"))
+            self.decided = past.decided
+            # None when the last 365 days hold too few decisions to learn from: no forecast.
+            self.model = nowcast.fit_decision_model(past, self._rng("curves"))
         self.scores = history.read_score_months(con, feedback_as_of) if feedback_as_of is not None else None
 
     def _rng(self, *keys) -> np.random.Generator:
@@ -163,14 +165,23 @@ class Nowcaster:
 
     def outlook(self, indicator: str, start: dt.date, end: dt.date, **what_if) -> Outlook | None:
         """The period [start, end]'s final value; what_if: pending= and decided_extra= (processing time)."""
-        rng = self._rng(indicator, start, end)
+        key = (indicator, start, end)
+        if not what_if and key in self._outlooks:
+            return self._outlooks[key]
+        rng = self._rng(*key)
         if indicator == PROCESSING_TIME:
             if self.model is None:
                 return None
-            return nowcast.simulate_processing_time(self.model, start, end, rng, self.draws, **what_if)
-        if self.scores is None or not self.scores.months:
+            outlook = nowcast.simulate_processing_time(self.model, start, end, rng, self.draws, **what_if)
+        elif self.scores is None or not self.scores.months:
             return None
-        return nowcast.simulate_satisfaction(self.scores, self.feedback_as_of, start, end, rng, self.draws)
+        else:
+            outlook = nowcast.simulate_satisfaction(self.scores, self.feedback_as_of, start, end, rng, self.draws)
+        if outlook.quantiles()[0.5] is None:  # nothing seen and nothing to come
+            return None
+        if not what_if:
+            self._outlooks[key] = outlook
+        return outlook
 
 
 def forecast_rows(nowcaster: Nowcaster, settings: Settings) -> list[dict]:
@@ -208,7 +219,7 @@ def fan_rows(nowcaster: Nowcaster) -> list[dict]:
         as_of = nowcaster.as_of(indicator)
         if as_of is None or not running_periods(as_of):
             continue
-        series = nowcaster.model.decided if indicator == PROCESSING_TIME and nowcaster.model else nowcaster.scores
+        series = nowcaster.decided if indicator == PROCESSING_TIME else nowcaster.scores
         if series is None:
             continue
         start = dt.date(as_of.year, 1, 1)
@@ -234,23 +245,27 @@ def pending_at_risk(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster) -> pl.
         return pl.DataFrame(schema=PENDING_SCHEMA)
     label, start, end = running_periods(as_of)[0]
     baseline = nowcaster.outlook(PROCESSING_TIME, start, end)
-    centre = baseline.quantiles()[0.5]
-    horizon = (end - as_of).days
+    if baseline is None:
+        return pl.DataFrame(schema=PENDING_SCHEMA)
+    centre, horizon = baseline.quantiles()[0.5], (end - as_of).days
+    # Each application's decision day over the next two years at the monthly pace of work;
+    # what is left after them counts as decided at the end of that span.
+    span = max(RISK_SPAN_DAYS, horizon)
+    pace_days = nowcast.pace_of_days(model, span)
     risks = []
     for (instrument,), group in model.pending.group_by("tukimuoto", maintain_order=True):
-        moments = nowcast.curve_for(model, instrument)
         ages = group["age"].to_numpy().astype(np.int64)
-        p_in, m1, _, _ = (a[0] for a in moments.between(ages, ages + horizon))
-        _, m1_all, _, _ = (a[0] for a in moments.between(ages, np.full_like(ages, moments.survival.shape[1])))
-        p_within_30, _, _, _ = (a[0] for a in moments.between(ages, np.maximum(ages, DAY_TARGET)))
-        last = moments.survival.shape[1] - 1
-        beyond = moments.survival[0, last] / np.maximum(moments.survival[0, np.clip(ages + 1, 0, last)], 1e-12)
+        density, days = nowcast.pending_paths(nowcast.hazard_for(model, instrument), ages, pace_days)
+        in_period = density[:, :horizon]
+        p_in, m1 = in_period.sum(axis=1), (in_period * days[:, :horizon]).sum(axis=1)
+        within_30 = np.where(days <= DAY_TARGET, density, 0.0).sum(axis=1)
+        left = np.maximum(0.0, 1.0 - density.sum(axis=1))
         risks.append(pl.DataFrame({
             "tukimuoto": instrument, "age_days": ages,
             "probability_after_period_end": 1 - p_in,
-            "probability_over_30_days": np.where(ages >= DAY_TARGET, 1.0, 1 - p_within_30),
-            "expected_days": m1_all + beyond * last,
-            "expected_effect_days": (m1 - p_in * centre) / baseline.expected_n if centre is not None and baseline.expected_n else np.nan,
+            "probability_over_30_days": np.where(ages >= DAY_TARGET, 1.0, 1 - within_30),
+            "expected_days": (density * days).sum(axis=1) + left * (ages + span),
+            "expected_effect_days": (m1 - p_in * centre) / baseline.expected_n,
         }))
     if not risks:
         return pl.DataFrame(schema=PENDING_SCHEMA)
@@ -278,7 +293,10 @@ def what_if_rows(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster, settings:
         return []
     label, start, end = running_periods(as_of)[0]
     op, target = target_of(settings, end.year, PROCESSING_TIME)
-    baseline = nowcaster.outlook(PROCESSING_TIME, start, end).quantiles()[0.5]
+    outlook = nowcaster.outlook(PROCESSING_TIME, start, end)
+    if outlook is None:
+        return []
+    baseline = outlook.quantiles()[0.5]
     oldest = con.sql(
         """
         SELECT tukimuoto, ($as_of::DATE - saapunut)::BIGINT AS age FROM core.decisions
@@ -287,21 +305,39 @@ def what_if_rows(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster, settings:
         """,
         params={"as_of": as_of},
     ).pl()
-    counts = sorted({min(n, oldest.height) for n in WHAT_IF_OLDEST if n <= oldest.height} | ({oldest.height} if 0 < oldest.height < WHAT_IF_OLDEST[-1] else set()))
-    dates = sorted({min(as_of + dt.timedelta(days=d), end) for d in WHAT_IF_DAYS} | {end})
+    counts = sorted({n for n in WHAT_IF_OLDEST if n <= oldest.height} | ({oldest.height} if 0 < oldest.height < WHAT_IF_OLDEST[-1] else set()))
+    # A week before the period's end or later, "by then" is as good as "by the end".
+    dates = sorted({as_of + dt.timedelta(days=d) for d in WHAT_IF_DAYS if as_of + dt.timedelta(days=d) < end - dt.timedelta(days=7)} | {end})
     rows = []
     for n in counts:
         moved = oldest.head(n)
         left = model.pending.join(moved.group_by("tukimuoto", "age").agg(pl.len().alias("moved")), on=["tukimuoto", "age"], how="left")
         left = left.with_columns((pl.col("c") - pl.col("moved").fill_null(0)).alias("c")).filter(pl.col("c") > 0).drop("moved")
         for date in dates:
-            extra_days = float((moved["age"] + (date - as_of).days).sum())
-            outlook = nowcaster.outlook(PROCESSING_TIME, start, end, pending=left, decided_extra=(float(n), extra_days))
-            q = outlook.quantiles()
+            extra_days = expected_days_if_decided_by(model, moved, (date - as_of).days)
+            lever = nowcaster.outlook(PROCESSING_TIME, start, end, pending=left, decided_extra=(float(n), extra_days))
+            q = lever.quantiles()
             rows.append({"as_of": as_of, "period_label": label, "oldest_n": n, "decided_by": date, "median": q[0.5],
-                         "low_80": q[0.10], "high_80": q[0.90], "probability_meets_target": outlook.probability(op, target),
+                         "low_80": q[0.10], "high_80": q[0.90], "probability_meets_target": lever.probability(op, target),
                          "change_days": None if q[0.5] is None or baseline is None else q[0.5] - baseline})
     return rows
+
+
+def expected_days_if_decided_by(model: nowcast.DecisionModel, moved: pl.DataFrame, days_left: int) -> float:
+    """Expected processing days, summed, of the applications in `moved` (tukimuoto, age) if
+    each is decided at the latest `days_left` days after as_of: its own decision day when
+    that comes sooner (at the monthly pace of work), else that day."""
+    total = 0.0
+    pace_days = nowcast.pace_of_days(model, days_left)
+    for (instrument,), group in moved.group_by("tukimuoto"):
+        ages = group["age"].to_numpy().astype(np.int64)
+        if days_left <= 0:
+            total += float(ages.sum())
+            continue
+        density, days = nowcast.pending_paths(nowcast.hazard_for(model, instrument), ages, pace_days)
+        sooner = (density * days).sum(axis=1)
+        total += float((sooner + (1 - density.sum(axis=1)) * (ages + days_left)).sum())
+    return total
 
 
 def build_forecast_tables(con: duckdb.DuckDBPyConnection, settings: Settings, seed: int = SEED, draws: int = DRAWS) -> dict[str, int]:

@@ -146,6 +146,10 @@ def _campaign(details: dict | None) -> str:
 
 
 NO_FORECAST_FI = "Aineistossa ei ole käynnissä olevaa raportointikautta; ennustettavaa ei ole."
+TOO_LITTLE_DATA_FI = (
+    "{name}, jakso {period}: ennustetta ei laskettu, koska aineistossa on liian vähän päätöksiä tai vastauksia "
+    "ennusteen pohjaksi (käsittelyaika: alle 20 päätöstä viimeisten 365 päivän aikana)."
+)
 FORECAST_HEADING = "Ennuste vuoden lopun toteumasta"
 OFFICES_SHOWN = 10
 METHOD_FI = {
@@ -168,8 +172,17 @@ def forecast_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
     it rests on, in plain words), the what-if levers and the offices that weigh most."""
     forecasts = con.sql("SELECT * FROM kpi.forecast ORDER BY period_end, indicator").pl()
     blocks: list[Block] = [Heading(2, FORECAST_HEADING)]
+    # Running periods the nowcast could not forecast (too little data) are named, not dropped.
+    unforecast = [
+        Paragraph(TOO_LITTLE_DATA_FI.format(name=fi.SHORT_NAMES[indicator], period=period))
+        for indicator, period in con.execute(
+            "SELECT indicator, period_label FROM kpi.quality_section q WHERE NOT complete AND NOT EXISTS "
+            "(SELECT 1 FROM kpi.forecast f WHERE f.indicator = q.indicator AND f.period_label = q.period_label) "
+            "ORDER BY period_end, indicator"
+        ).fetchall()
+    ]
     if forecasts.is_empty():
-        return blocks + [Paragraph(NO_FORECAST_FI)]
+        return blocks + (unforecast or [Paragraph(NO_FORECAST_FI)])
     blocks.append(Paragraph(
         "Ennuste kertoo, mihin käynnissä olevan raportointikauden luku todennäköisesti päätyy kauden lopussa, kun "
         "tähänastinen toteuma, vireillä olevat hakemukset sekä vielä saapuvat hakemukset ja vastaukset otetaan huomioon. "
@@ -196,7 +209,7 @@ def forecast_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
         ])
         details += [Heading(3, f"{fi.SHORT_NAMES[indicator]}, jakso {row['period_label']}"),
                     Paragraph(_forecast_sentence(row)), Paragraph(_basis_sentence(row)), Paragraph(METHOD_FI[indicator])]
-    blocks += [summary, *details]
+    blocks += [summary, *details, *unforecast]
     blocks += _what_if_blocks(con, forecasts)
     blocks += _office_blocks(con)
     return blocks

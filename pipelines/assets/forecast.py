@@ -38,7 +38,8 @@ def probability_metadata(forecast) -> dict:
     metadata = {}
     for row in forecast.iter_rows(named=True):
         key = f"{SHORT_NAMES[row['indicator']]}_{row['period_label'].split('/')[0].replace('-', '_')}"
-        metadata[f"{key}_median"] = dg.FloatMetadataValue(row["median"])
+        if row["median"] is not None:
+            metadata[f"{key}_median"] = dg.FloatMetadataValue(row["median"])
         if row["probability_meets_target"] is not None:
             metadata[f"{key}_probability_meets_target"] = dg.FloatMetadataValue(row["probability_meets_target"])
     return metadata
@@ -72,6 +73,9 @@ def forecast_check_result(rows) -> dg.AssetCheckResult:
                                    description="No reporting period is running in the data: nothing to forecast.")
     row = rows.row(0, named=True)
     probability = row["probability_meets_target"]
+    if row["median"] is None:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   description=f"{row['period_label']}: no forecast (too little data to forecast from).")
     if probability is None:
         text = f"{row['period_label']}: forecast median {row['median']:.2f}; no target for the year."
     else:
