@@ -201,7 +201,7 @@ def test_the_nightly_job_forecasts_the_running_year_and_warns_when_a_target_is_u
     assert set(forecast) == {SATISFACTION, PROCESSING_TIME}  # the sample's 1-12/2022 is running
     assert set(comments) == {"forecast", "forecast_fan", "forecast_what_if", "pending_at_risk"} and all(comments.values())
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    for indicator, name in ((SATISFACTION, "satisfaction_likely_to_meet_target"), (PROCESSING_TIME, "processing_time_likely_to_meet_target")):
+    for indicator, name in ((SATISFACTION, "satisfaction_on_track"), (PROCESSING_TIME, "processing_time_on_track")):
         probability = forecast[indicator][1]
         assert checks[name].passed == (probability >= 0.5)
         assert checks[name].severity.value == "WARN"

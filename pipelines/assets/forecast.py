@@ -48,7 +48,7 @@ def probability_metadata(forecast) -> dict:
 def _forecast_check(indicator: str):
     @dg.asset_check(
         asset="forecast",
-        name=f"{SHORT_NAMES[indicator]}_likely_to_meet_target",
+        name=f"{SHORT_NAMES[indicator]}_on_track",
         description=(
             f"{INDICATORS[indicator]}: the running period's forecast meets its target with a chance of at least "
             f"{WARN_BELOW:.0%} (WARN below)."
@@ -91,5 +91,5 @@ def forecast_check_result(rows) -> dg.AssetCheckResult:
     )
 
 
-satisfaction_likely_to_meet_target = _forecast_check(SATISFACTION)
-processing_time_likely_to_meet_target = _forecast_check(PROCESSING_TIME)
+satisfaction_on_track = _forecast_check(SATISFACTION)
+processing_time_on_track = _forecast_check(PROCESSING_TIME)
