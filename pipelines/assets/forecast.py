@@ -5,7 +5,7 @@ import dagster as dg
 
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
 from keha_maksatus.forecast import tables as forecast_tables
-from pipelines.assets.kpi import KPI_TABLES
+from pipelines.assets.kpi import KPI_TABLES, indicator_check
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
@@ -46,24 +46,18 @@ def probability_metadata(forecast) -> dict:
 
 
 def _forecast_check(indicator: str):
-    @dg.asset_check(
+    return indicator_check(
+        indicator,
         asset="forecast",
         name=f"{SHORT_NAMES[indicator]}_on_track",
         description=(
             f"{INDICATORS[indicator]}: the running period's forecast meets its target with a chance of at least "
             f"{WARN_BELOW:.0%} (WARN below)."
         ),
+        query="SELECT period_label, as_of, median, low_80, high_80, target_op, target, probability_meets_target "
+              "FROM kpi.forecast WHERE indicator = ? ORDER BY period_end",
+        judge=lambda _, rows: forecast_check_result(rows),
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            rows = con.sql(
-                "SELECT period_label, as_of, median, low_80, high_80, target_op, target, probability_meets_target "
-                "FROM kpi.forecast WHERE indicator = ? ORDER BY period_end",
-                params=[indicator],
-            ).pl()
-        return forecast_check_result(rows)
-
-    return _check
 
 
 def forecast_check_result(rows) -> dg.AssetCheckResult:

@@ -55,25 +55,32 @@ def _headline_metadata(con) -> dict:
     return metadata
 
 
+def indicator_check(indicator: str, asset: str, name: str, description: str, query: str, judge):
+    """A WARN check of one indicator: `query` (its one parameter the indicator) read from
+    the working warehouse and judged by `judge(indicator, rows)`."""
+
+    @dg.asset_check(asset=asset, name=name, description=description)
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            rows = con.sql(query, params=[indicator]).pl()
+        return judge(indicator, rows)
+
+    return _check
+
+
 def _target_check(indicator: str):
-    @dg.asset_check(
+    return indicator_check(
+        indicator,
         asset="quality_section",
         name=f"{'satisfaction' if indicator == SATISFACTION else 'processing_time'}_meets_target",
         description=(
             f"{INDICATORS[indicator]}: the newest reporting period (the running one) meets its target. "
             "Earlier, closed periods cannot change any more: they are listed in the metadata, not judged."
         ),
+        query="SELECT period_label, complete, target_op, target, value, n, met FROM kpi.quality_section "
+              "WHERE indicator = ? ORDER BY period_end DESC, period_start",
+        judge=target_check_result,
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            periods = con.sql(
-                "SELECT period_label, complete, target_op, target, value, n, met FROM kpi.quality_section "
-                "WHERE indicator = ? ORDER BY period_end DESC, period_start",
-                params=[indicator],
-            ).pl()
-        return target_check_result(indicator, periods)
-
-    return _check
 
 
 def target_check_result(indicator: str, periods: pl.DataFrame) -> dg.AssetCheckResult:
