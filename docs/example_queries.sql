@@ -41,3 +41,58 @@ FROM core.decisions
 WHERE paatetty IS NOT NULL
 GROUP BY tukimuoto
 ORDER BY mean_days DESC;
+
+-- What was reported for 1-6/2022 in each publication ("reported on 15.7.2022: 30,1")?
+SELECT p.publication_no, p.published_at::DATE AS reported_on, p.as_of, q.indicator,
+       round(q.value, CASE q.indicator WHEN 'maksatus_asiakastyytyvaisyys' THEN 2 ELSE 1 END) AS value, q.n, q.complete,
+       'reported on ' || strftime(p.published_at, '%-d.%-m.%Y') || ': '
+         || replace(printf(CASE q.indicator WHEN 'maksatus_asiakastyytyvaisyys' THEN '%.2f' ELSE '%.1f' END, q.value), '.', ',')
+         AS reported
+FROM history.quality_section q JOIN history.publication p USING (publication_no)
+WHERE q.period_label = '1-6/2022'
+ORDER BY q.indicator, p.publication_no;
+
+-- Which files, with their SHA-256, is the newest publication built from?
+SELECT p.publication_no, l.file_id, l.file_name, l.content_sha256, l.extract_date, l.rows_valid
+FROM (
+    SELECT publication_no, unnest(ingested_file_ids) AS file_id FROM history.publication
+    WHERE publication_no = (SELECT max(publication_no) FROM history.publication)
+) p
+JOIN quality.ingest_log l ON l.file_id = p.file_id
+ORDER BY l.file_id;
+
+-- Where does an application's current row come from: its source file, the file's SHA-256 and the line?
+SELECT d.hakemus_id, l.file_id, l.file_name, l.content_sha256, d.line, l.extract_date
+FROM core.decisions d JOIN quality.ingest_log l ON l.file_id = d.file_id
+WHERE d.hakemus_id = 'H00000003';
+
+-- Where does a survey response come from: its source file, the file's SHA-256 and the line?
+SELECT f.vastaus_id, l.file_id, l.file_name, l.content_sha256, f.line, l.extract_date
+FROM core.feedback f JOIN quality.ingest_log l ON l.file_id = f.file_id
+WHERE f.vastaus_id = 'V00000001';
+
+-- Which rows, from which files and lines, make up a quality-section figure (processing time 1-6/2022)?
+WITH source_rows AS (
+    SELECT 'maksatus_kasittelyaika_pv' AS indicator, paatetty AS day, hakemus_id AS row_id,
+           kasittelyaika_pv::DOUBLE AS value, file_id, line
+    FROM core.decisions WHERE paatetty IS NOT NULL
+    UNION ALL
+    SELECT 'maksatus_asiakastyytyvaisyys', vastattu::DATE, vastaus_id, arvosana::DOUBLE, file_id, line
+    FROM core.feedback
+    WHERE palvelu = 'maksatus' AND kysely IN ('kohtaaminen', 'jalkikysely') AND arvosana IS NOT NULL
+)
+SELECT q.indicator, q.period_label, s.row_id, s.value, l.file_id, l.file_name, l.content_sha256, s.line
+FROM kpi.quality_section q
+JOIN source_rows s ON s.indicator = q.indicator AND s.day BETWEEN q.period_start AND q.period_end
+JOIN quality.ingest_log l ON l.file_id = s.file_id
+WHERE q.indicator = 'maksatus_kasittelyaika_pv' AND q.period_label = '1-6/2022'
+ORDER BY l.file_id, s.line;
+
+-- Which decisions, from which files and lines, make up a cell of kpi.processing_time_monthly (3/2022, palkkatuki, all offices)?
+SELECT m.month, m.tukimuoto, m.yksikko, d.hakemus_id, d.kasittelyaika_pv, l.file_id, l.file_name, l.content_sha256, d.line
+FROM kpi.processing_time_monthly m
+JOIN core.decisions d ON date_trunc('month', d.paatetty) = m.month
+     AND d.tukimuoto = coalesce(m.tukimuoto, d.tukimuoto) AND d.yksikko = coalesce(m.yksikko, d.yksikko)
+JOIN quality.ingest_log l ON l.file_id = d.file_id
+WHERE m.month = DATE '2022-03-01' AND m.tukimuoto = 'palkkatuki' AND m.yksikko IS NULL
+ORDER BY l.file_id, d.line;

@@ -8,7 +8,6 @@ on the published file (DuckDB's file lock) is waited for, up to a limit.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import shutil
@@ -20,6 +19,8 @@ import duckdb
 
 from keha_maksatus import failpoints, kpi, warehouse
 from keha_maksatus.forecast import tables as forecast_tables
+from keha_maksatus.history import publications
+from keha_maksatus.history.publications import PUBLICATION_COLUMN_COMMENTS, PUBLICATION_COMMENT, record_publication  # noqa: F401
 from keha_maksatus.errors import PublishedFileLockedError
 from keha_maksatus.state import OutputFolders, warehouse_files
 
@@ -167,104 +168,21 @@ def publish(
     return published_path
 
 
-PUBLICATION_COMMENT = (
-    "One row per publish of this file, the newest last: when, by which run, the data's as-of date, "
-    "the row counts and the ingested files the figures rest on. The newest row describes the figures in this file."
-)
-PUBLICATION_COLUMN_COMMENTS = {
-    "publication_no": "Sequence number of the publish (1 = first)",
-    "published_at": "When the file was published (UTC)",
-    "run_id": "The Dagster run that published it; null when published outside Dagster",
-    "as_of": "The data's as-of date: the newest extract date behind the figures",
-    "decisions": "Rows in core.decisions at that publish",
-    "responses": "Rows in core.feedback at that publish",
-    "files_ingested": "Files ingested (status ingested in quality.ingest_log) at that publish: the files the figures rest on",
-    "ingested_file_ids": "file_id of each of those files (see quality.ingest_log)",
-    "newest_file_id": "The newest of those files (highest file_id)",
-    "newest_file_name": "Name of that newest file",
-}
-
-
 def table_comments() -> dict[str, str]:
     """The description (COMMENT ON TABLE) of every published table."""
-    return {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, **forecast_tables.TABLE_COMMENTS, "meta.publication": PUBLICATION_COMMENT}
+    return {**warehouse.TABLE_COMMENTS, **kpi.TABLE_COMMENTS, **forecast_tables.TABLE_COMMENTS, **publications.TABLE_COMMENTS}
 
 
 def column_comments() -> dict[str, dict[str, str]]:
     """The description (COMMENT ON COLUMN) of every published column, by table."""
-    return {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS, **forecast_tables.COLUMN_COMMENTS, "meta.publication": PUBLICATION_COLUMN_COMMENTS}
-
-
-_PUBLICATION_DDL = """
-CREATE TABLE IF NOT EXISTS meta.publication (
-    publication_no INTEGER NOT NULL, published_at TIMESTAMP NOT NULL, run_id VARCHAR, as_of DATE,
-    decisions BIGINT, responses BIGINT, files_ingested BIGINT, ingested_file_ids INTEGER[],
-    newest_file_id INTEGER, newest_file_name VARCHAR
-)
-"""
-
-
-def _publication_columns(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
-    return {row[0] for row in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'meta' AND table_name = 'publication'",
-        [catalog],
-    ).fetchall()}
-
-
-def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None) -> int:
-    """Append this publish to meta.publication in the working file; its number.
-
-    The history follows the published file: a row of a publish that never reached it
-    (a crash before the replace) is dropped, and rows the working file lacks (rebuilt
-    working state) are taken from it."""
-    catalog = con.execute("SELECT current_database()").fetchall()[0][0]
-    columns = _publication_columns(con, catalog)
-    if columns and "publication_no" not in columns:  # the one-row table of earlier versions
-        con.execute("ALTER TABLE meta.publication RENAME TO publication_single_row")
-        con.execute(_PUBLICATION_DDL)
-        con.execute(
-            "INSERT INTO meta.publication BY NAME SELECT row_number() OVER (ORDER BY published_at)::INTEGER AS publication_no, "
-            "published_at, run_id, as_of, decisions, responses FROM meta.publication_single_row"
-        )
-        con.execute("DROP TABLE meta.publication_single_row")
-    con.execute(_PUBLICATION_DDL)
-    if Path(published_path).exists():
-        con.execute("ATTACH ? AS previously_published (READ_ONLY)", [str(published_path)])
-        try:
-            if "publication_no" in _publication_columns(con, "previously_published"):
-                con.execute(
-                    "DELETE FROM meta.publication WHERE publication_no > "
-                    "(SELECT coalesce(max(publication_no), 0) FROM previously_published.meta.publication)"
-                )
-                con.execute(
-                    "INSERT INTO meta.publication BY NAME SELECT * FROM previously_published.meta.publication "
-                    "WHERE publication_no NOT IN (SELECT publication_no FROM meta.publication)"
-                )
-        finally:
-            con.execute("DETACH previously_published")
-    number = con.execute("SELECT coalesce(max(publication_no), 0) + 1 FROM meta.publication").fetchall()[0][0]
-    con.execute(
-        """
-        INSERT INTO meta.publication BY NAME
-        SELECT ?::INTEGER AS publication_no, ?::TIMESTAMP AS published_at, ?::VARCHAR AS run_id, ?::DATE AS as_of,
-               (SELECT count(*) FROM core.decisions) AS decisions,
-               (SELECT count(*) FROM core.feedback) AS responses,
-               count(*) AS files_ingested,
-               coalesce(list(file_id ORDER BY file_id), []) AS ingested_file_ids,
-               max(file_id) AS newest_file_id,
-               arg_max(file_name, file_id) AS newest_file_name
-        FROM quality.ingest_log WHERE status = 'ingested'
-        """,
-        [number, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), run_id, kpi.as_of_date(con)],
-    )
-    return number
+    return {**warehouse.COLUMN_COMMENTS, **kpi.COLUMN_COMMENTS, **forecast_tables.COLUMN_COMMENTS, **publications.COLUMN_COMMENTS}
 
 
 def _check_opens(path: Path) -> None:
     """The copy must open read-only and hold every published table."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        for table in PUBLISHED_TABLES:
+        for table in (*PUBLISHED_TABLES, *publications.HISTORY_TABLES):
             con.execute(f"SELECT count(*) FROM {table}").fetchall()
     finally:
         con.close()

@@ -30,6 +30,7 @@ def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseR
             "FROM kpi.quality_section ORDER BY period_start, period_end, indicator",
             params=[SATISFACTION, REPORT_DECIMALS[SATISFACTION], REPORT_DECIMALS[PROCESSING_TIME]],
         ).pl()
+        history = publication_metadata(reader)
     finally:
         reader.close()
     return dg.MaterializeResult(
@@ -38,8 +39,34 @@ def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseR
             "tables": markdown_table(_counts_frame(counts), max_rows=50),
             "quality_section": markdown_table(quality, max_rows=50),
             "dagster/row_count": counts["kpi.quality_section"],
+            **history,
         }
     )
+
+
+# Short stable names of the indicators in metadata keys (q_1_6_2022_kasittelyaika).
+INDICATOR_KEYS = {PROCESSING_TIME: "kasittelyaika", SATISFACTION: "tyytyvaisyys"}
+
+
+def quality_key(indicator: str, period_label: str) -> str:
+    """The metadata key of one quality-section value: q_<period>_<indicator>."""
+    period = period_label.replace("-", "_").replace("/", "_")
+    return f"q_{period}_{INDICATOR_KEYS.get(indicator, indicator)}"
+
+
+def publication_metadata(reader: duckdb.DuckDBPyConnection) -> dict:
+    """The newest publication's number and each value of its quality section (rounded as the
+    report rounds them) as numbers, so that Dagster plots them over runs."""
+    rows = reader.execute(
+        "SELECT indicator, period_label, value FROM history.quality_section "
+        "WHERE publication_no = (SELECT max(publication_no) FROM history.publication) ORDER BY period_start, period_end, indicator"
+    ).fetchall()
+    number = reader.execute("SELECT max(publication_no) FROM history.publication").fetchall()[0][0]
+    metadata: dict = {"publication_no": dg.MetadataValue.int(number)}
+    for indicator, period_label, value in rows:
+        digits = REPORT_DECIMALS.get(indicator, 2)
+        metadata[quality_key(indicator, period_label)] = dg.MetadataValue.float(None if value is None else round(value, digits))
+    return metadata
 
 
 def _counts_frame(counts: dict[str, int]):

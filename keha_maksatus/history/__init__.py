@@ -1,0 +1,1 @@
+"""History stage: what each publish reported (history.publication, history.quality_section)."""

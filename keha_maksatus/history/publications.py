@@ -1,0 +1,165 @@
+"""The publication history, kept in the working file and copied with each publish.
+
+meta.publication (one row per publish) is the table; history.publication is a view of
+it under the history schema, beside history.quality_section (every kpi.quality_section
+row as each publish reported it). The history follows the published file: rows of a
+publish that never reached it are dropped, rows the working file lacks are taken from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+from keha_maksatus import kpi, warehouse
+
+PUBLICATION_COMMENT = (
+    "One row per publish of this file, the newest last: when, by which run, the data's as-of date, "
+    "the row counts and the ingested files the figures rest on. The newest row describes the figures in this file."
+)
+PUBLICATION_COLUMN_COMMENTS = {
+    "publication_no": "Sequence number of the publish (1 = first)",
+    "published_at": "When the file was published (UTC)",
+    "run_id": "The Dagster run that published it; null when published outside Dagster",
+    "as_of": "The data's as-of date: the newest extract date behind the figures",
+    "decisions": "Rows in core.decisions at that publish",
+    "responses": "Rows in core.feedback at that publish",
+    "files_ingested": "Files ingested (status ingested in quality.ingest_log) at that publish: the files the figures rest on",
+    "ingested_file_ids": "file_id of each of those files (see quality.ingest_log)",
+    "newest_file_id": "The newest of those files (highest file_id)",
+    "newest_file_name": "Name of that newest file",
+}
+TABLE_COMMENTS = {
+    "meta.publication": PUBLICATION_COMMENT,
+    "history.publication": "The publication history (a view of meta.publication): " + PUBLICATION_COMMENT[0].lower() + PUBLICATION_COMMENT[1:],
+    "history.quality_section": (
+        "Every kpi.quality_section row as each publish reported it (join history.publication on publication_no): "
+        "what was reported for a period on a given date, and how it moved from one publish to the next."
+    ),
+}
+COLUMN_COMMENTS = {
+    "meta.publication": PUBLICATION_COLUMN_COMMENTS,
+    "history.publication": PUBLICATION_COLUMN_COMMENTS,
+    "history.quality_section": {
+        "publication_no": "The publish that reported the row (history.publication)",
+        **kpi.COLUMN_COMMENTS["kpi.quality_section"],
+    },
+}
+HISTORY_TABLES = ("history.publication", "history.quality_section")
+
+_PUBLICATION_DDL = """
+CREATE TABLE IF NOT EXISTS meta.publication (
+    publication_no INTEGER NOT NULL, published_at TIMESTAMP NOT NULL, run_id VARCHAR, as_of DATE,
+    decisions BIGINT, responses BIGINT, files_ingested BIGINT, ingested_file_ids INTEGER[],
+    newest_file_id INTEGER, newest_file_name VARCHAR
+)
+"""
+_PREVIOUS = "previously_published"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table: str) -> dict[str, str]:
+    """Column name -> type of a table or view, in column order; empty when it does not exist."""
+    return dict(con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [catalog, schema, table],
+    ).fetchall())
+
+
+def upgrade(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the history tables and the view, or bring those of an earlier version up to
+    date in place (the one-row meta.publication, a history.quality_section lacking a
+    column kpi.quality_section has gained); existing rows are kept."""
+    catalog = _current(con)
+    columns = _columns(con, catalog, "meta", "publication")
+    if columns and "publication_no" not in columns:  # the one-row table of earlier versions
+        con.execute("ALTER TABLE meta.publication RENAME TO publication_single_row")
+        con.execute(_PUBLICATION_DDL)
+        con.execute(
+            "INSERT INTO meta.publication BY NAME SELECT row_number() OVER (ORDER BY published_at)::INTEGER AS publication_no, "
+            "published_at, run_id, as_of, decisions, responses FROM meta.publication_single_row"
+        )
+        con.execute("DROP TABLE meta.publication_single_row")
+    con.execute(_PUBLICATION_DDL)
+    con.execute("CREATE SCHEMA IF NOT EXISTS history")
+    # Re-created each time, so that its columns follow meta.publication's.
+    con.execute("CREATE OR REPLACE VIEW history.publication AS SELECT * FROM meta.publication")
+    con.execute("CREATE TABLE IF NOT EXISTS history.quality_section (publication_no INTEGER NOT NULL)")
+    have = _columns(con, catalog, "history", "quality_section")
+    for column, data_type in _columns(con, catalog, "kpi", "quality_section").items():
+        if column not in have:
+            con.execute(f'ALTER TABLE history.quality_section ADD COLUMN "{column}" {data_type}')
+
+
+def _copy_quality_rows(con: duckdb.DuckDBPyConnection, source: tuple[str, str, str], publication_no: str, where: str = "") -> None:
+    """Append to history.quality_section the rows of `source` (catalog, schema, table: fixed
+    names) under `publication_no` (a column of source or a number), by the columns both have."""
+    target = _columns(con, _current(con), "history", "quality_section")
+    shared = [c for c in _columns(con, *source) if c != "publication_no" and c in target]
+    if not shared:
+        return
+    names = ", ".join(f'"{c}"' for c in shared)
+    con.execute(
+        f"INSERT INTO history.quality_section (publication_no, {names}) "
+        f"SELECT {publication_no}, {names} FROM {'.'.join(source)} {where}"
+    )
+
+
+def _follow_published(con: duckdb.DuckDBPyConnection, published_path: Path) -> None:
+    """Make the working file's history that of the published file: drop rows of publishes
+    that never reached it, take the rows it has and the working file lacks. A file
+    published before history.quality_section existed gives its own kpi.quality_section
+    as its newest publish's rows (the two were published together)."""
+    if not Path(published_path).exists():
+        return
+    con.execute(f"ATTACH ? AS {_PREVIOUS} (READ_ONLY)", [str(published_path)])
+    try:
+        if "publication_no" not in _columns(con, _PREVIOUS, "meta", "publication"):
+            return
+        newest = con.execute(f"SELECT coalesce(max(publication_no), 0) FROM {_PREVIOUS}.meta.publication").fetchall()[0][0]
+        con.execute("DELETE FROM meta.publication WHERE publication_no > ?", [newest])
+        con.execute("DELETE FROM history.quality_section WHERE publication_no > ?", [newest])
+        con.execute(
+            f"INSERT INTO meta.publication BY NAME SELECT * FROM {_PREVIOUS}.meta.publication "
+            "WHERE publication_no NOT IN (SELECT publication_no FROM meta.publication)"
+        )
+        if _columns(con, _PREVIOUS, "history", "quality_section"):
+            _copy_quality_rows(con, (_PREVIOUS, "history", "quality_section"), "publication_no",
+                               "WHERE publication_no NOT IN (SELECT publication_no FROM history.quality_section)")
+        reported = con.execute("SELECT count(*) FROM history.quality_section WHERE publication_no = ?", [newest]).fetchall()[0][0]
+        if newest and not reported and _columns(con, _PREVIOUS, "kpi", "quality_section"):
+            _copy_quality_rows(con, (_PREVIOUS, "kpi", "quality_section"), str(int(newest)))
+    finally:
+        con.execute(f"DETACH {_PREVIOUS}")
+
+
+def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None) -> int:
+    """Append this publish to meta.publication and its quality section to
+    history.quality_section in the working file (upgraded as needed, its history first
+    made that of the published file); the publish's number."""
+    upgrade(con)
+    _follow_published(con, published_path)
+    number = int(con.execute("SELECT coalesce(max(publication_no), 0) + 1 FROM meta.publication").fetchall()[0][0])
+    with warehouse.transaction(con):  # the publish's row and its quality section, or neither
+        con.execute(
+            """
+            INSERT INTO meta.publication BY NAME
+            SELECT ?::INTEGER AS publication_no, ?::TIMESTAMP AS published_at, ?::VARCHAR AS run_id, ?::DATE AS as_of,
+                   (SELECT count(*) FROM core.decisions) AS decisions,
+                   (SELECT count(*) FROM core.feedback) AS responses,
+                   count(*) AS files_ingested,
+                   coalesce(list(file_id ORDER BY file_id), []) AS ingested_file_ids,
+                   max(file_id) AS newest_file_id,
+                   arg_max(file_name, file_id) AS newest_file_name
+            FROM quality.ingest_log WHERE status = 'ingested'
+            """,
+            [number, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), run_id, kpi.as_of_date(con)],
+        )
+        _copy_quality_rows(con, (_current(con), "kpi", "quality_section"), str(number))
+    return number
+
+
+def _current(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("SELECT current_database()").fetchall()[0][0]
