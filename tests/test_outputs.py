@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
+from keha_maksatus.forecast import tables as forecast_tables
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.exports import EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports
@@ -84,7 +85,8 @@ def test_exports_in_three_formats(published, tmp_path):
     out = tmp_path / "exports"
     for table in EXPORTED_TABLES:
         name = table.replace(".", "_")
-        assert pl.read_parquet(out / f"{name}.parquet").height > 0
+        # Five decisions are too few to forecast from: the forecast files are there, empty.
+        assert pl.read_parquet(out / f"{name}.parquet").height > 0 or table in forecast_tables.TABLE_COMMENTS
     with (out / "kpi_quality_section.csv").open(encoding="utf-8-sig") as handle:
         rows = list(csv.reader(handle, delimiter=";"))
     assert rows[0][:3] == ["Mittarin tunnus", "Mittari", "Jakso"]
