@@ -269,7 +269,7 @@ def _basis_sentence(row: dict) -> str:
             f"Jakson luku perustuu lopulta arviolta {n(row['expected_n'])} päätökseen.",
             f"Päätösaikojen jakaumat on opittu viimeisten {n(history.WINDOW_DAYS)} päivän {n(row['basis_n'])} päätöksestä.",
             f"Työtahdin vaihtelu tulevina kuukausina (drift) on mukana ennustevälissä: keskihajonta "
-            f"{fi.percent(row['drift_sigma'])}, mitoitettu takautuvalla testauksella (ennusteet menneinä päivinä "
+            f"{n(row['drift_sigma'] * 100, 1)} %, mitoitettu takautuvalla testauksella (ennusteet menneinä päivinä "
             "verrattuina toteutuneisiin).",
         ]
     else:
