@@ -146,6 +146,11 @@ def as_of_date(con: duckdb.DuckDBPyConnection, kind: str | None = None) -> dt.da
     ).fetchall()[0][0]
 
 
+def period_bounds(year: int) -> list[tuple[str, dt.date, dt.date]]:
+    """The agreement's reporting periods of a year, cumulative: (1-6/Y, 1.1., 30.6.) and (1-12/Y, 1.1., 31.12.)."""
+    return [(f"1-{month}/{year}", dt.date(year, 1, 1), dt.date(year, month, day)) for month, day in ((6, 30), (12, 31))]
+
+
 def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date, as_of_by_kind: dict[str, dt.date | None]) -> pl.DataFrame:
     """1-6/Y and 1-12/Y for every year with decisions or responses, up to as_of
     (from the cell tables of _build_cells). A period is complete for an indicator when
@@ -160,11 +165,10 @@ def reporting_periods(con: duckdb.DuckDBPyConnection, as_of: dt.date, as_of_by_k
     )
     rows = []
     for year in years:
-        for end_month, end_day in ((6, 30), (12, 31)):
-            start, end = dt.date(year, 1, 1), dt.date(year, end_month, end_day)
+        for label, start, end in period_bounds(year):
             if start <= as_of:
                 complete = [as_of_by_kind[kind] is not None and end <= as_of_by_kind[kind] for kind in ("decisions", "feedback")]
-                rows.append((f"1-{end_month}/{year}", year, start, end, *complete))
+                rows.append((label, year, start, end, *complete))
     return pl.DataFrame(
         rows,
         schema={"period_label": pl.String, "year": pl.Int32, "period_start": pl.Date, "period_end": pl.Date,

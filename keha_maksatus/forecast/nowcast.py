@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
@@ -234,7 +234,7 @@ class FutureDecisions:
     arrivals_expected: float
 
     def __add__(self, other: "FutureDecisions") -> "FutureDecisions":
-        return FutureDecisions(*(getattr(self, f) + getattr(other, f) for f in ("n", "s", "var_n", "var_s", "cov", "pending_n", "arrivals_n", "arrivals_expected")))
+        return FutureDecisions(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.DataFrame | None = None) -> FutureDecisions:
@@ -242,8 +242,8 @@ def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.Data
     horizon = max(0, (period_end - model.as_of).days)
     pending = model.pending if pending is None else pending
     replicates = next(iter(model.moments.values())).survival.shape[0]
-    total = FutureDecisions(*(np.zeros(replicates) for _ in range(7)), 0.0)
     zeros = np.zeros(replicates)
+    total = FutureDecisions(zeros, zeros, zeros, zeros, zeros, pending_n=zeros, arrivals_n=zeros, arrivals_expected=0.0)
     instruments = set(pending["tukimuoto"].unique().to_list()) | set(model.arrival_level)
     pace_days = pace_of_days(model, horizon)
     for instrument in sorted(instruments):
@@ -252,12 +252,14 @@ def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.Data
         rows = pending.filter(pl.col("tukimuoto") == instrument)
         ages, counts = rows["age"].to_numpy().astype(np.int64), rows["c"].to_numpy().astype(np.float64)
         p, m1, m2, _ = _with_pace(moments.between(ages, ages + horizon), *_pending_moments(hazard, ages, pace_days))
-        total = total + FutureDecisions(*_sums(p, m1, m2, counts, binomial=True), (p * counts).sum(axis=1), zeros, 0.0)
+        total = total + FutureDecisions(*_sums(p, m1, m2, counts, binomial=True), pending_n=(p * counts).sum(axis=1),
+                                        arrivals_n=zeros, arrivals_expected=0.0)
         rate = history.expected_daily(model.arrival_level.get(instrument, 0.0), model.profile, model.as_of, horizon)
         # An application arriving on day j (1..H) after as_of counts if decided within H - j days.
         latest = np.arange(horizon - 1, -1, -1, dtype=np.int64)
         q, k1, k2, _ = _with_pace(moments.between(np.full_like(latest, -1), latest), *_arrival_moments(hazard, pace_days))
-        total = total + FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), zeros, (q * rate).sum(axis=1), float(rate.sum()))
+        total = total + FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), pending_n=zeros,
+                                        arrivals_n=(q * rate).sum(axis=1), arrivals_expected=float(rate.sum()))
     return total
 
 

@@ -13,7 +13,7 @@ import polars as pl
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION, Settings
 from keha_maksatus.forecast import history, nowcast
 from keha_maksatus.forecast.nowcast import DRAWS, SEED, Outlook
-from keha_maksatus.kpi import as_of_date
+from keha_maksatus.kpi import as_of_date, period_bounds
 
 # What-if levers: the N oldest pending applications, decided by as_of + days (or the period end).
 WHAT_IF_OLDEST = (10, 50, 100, 500, 1000, 5000)
@@ -121,9 +121,7 @@ WHAT_IF_SCHEMA = {
 
 def running_periods(as_of: dt.date) -> list[tuple[str, dt.date, dt.date]]:
     """The reporting periods (label, start, end) that have started but not ended by as_of."""
-    year = as_of.year
-    periods = [(f"1-{m}/{year}", dt.date(year, 1, 1), dt.date(year, m, d)) for m, d in ((6, 30), (12, 31))]
-    return [p for p in periods if p[1] <= as_of < p[2]]
+    return [p for p in period_bounds(as_of.year) if p[1] <= as_of < p[2]]
 
 
 def month_ends(year: int) -> list[dt.date]:
