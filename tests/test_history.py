@@ -27,6 +27,14 @@ def query(start: str) -> str:
     return sql
 
 
+def with_parameters(start: str, example: str, parameters: str) -> str:
+    """The docs query whose question starts with `start`, its example filter (which must be
+    in it, as the docs show it) replaced by a parameterised one."""
+    sql = query(start)
+    assert example in sql
+    return sql.replace(example, parameters)
+
+
 def first_extracts(landing: Path) -> dict[str, Path]:
     """1-6/2022: A1 10 days, A2 30 days, A3 pending; five official scores, one campaign,
     one about another service and one without a score."""
@@ -193,10 +201,8 @@ def test_a_core_row_leads_to_its_file_hash_and_line(lineage_warehouse):
 
 def test_every_quality_section_figure_leads_to_the_rows_behind_it(lineage_warehouse):
     published, files = lineage_warehouse
-    filter_ = "'maksatus_kasittelyaika_pv' AND q.period_label = '1-6/2022'"
-    sql = query("Which rows, from which files and lines, make up a quality-section figure")
-    assert filter_ in sql
-    sql = sql.replace(filter_, "? AND q.period_label = ?")
+    sql = with_parameters("Which rows, from which files and lines, make up a quality-section figure",
+                          "'maksatus_kasittelyaika_pv' AND q.period_label = '1-6/2022'", "? AND q.period_label = ?")
     figures = quality_section(published)
     assert {f["indicator"] for f in figures if f["n"]} == {PROCESSING, SATISFACTION}
     for figure in figures:
@@ -216,10 +222,9 @@ def test_every_quality_section_figure_leads_to_the_rows_behind_it(lineage_wareho
 
 def test_every_monthly_processing_time_cell_leads_to_its_decisions(lineage_warehouse):
     published, files = lineage_warehouse
-    filter_ = "m.month = DATE '2022-03-01' AND m.tukimuoto = 'palkkatuki' AND m.yksikko IS NULL"
-    sql = query("Which decisions, from which files and lines, make up a cell")
-    assert filter_ in sql
-    sql = sql.replace(filter_, "m.month = ? AND m.tukimuoto IS NOT DISTINCT FROM ? AND m.yksikko IS NOT DISTINCT FROM ?")
+    sql = with_parameters("Which decisions, from which files and lines, make up a cell",
+                          "m.month = DATE '2022-03-01' AND m.tukimuoto = 'palkkatuki' AND m.yksikko IS NULL",
+                          "m.month = ? AND m.tukimuoto IS NOT DISTINCT FROM ? AND m.yksikko IS NOT DISTINCT FROM ?")
     cells = rows(published, "SELECT * FROM kpi.processing_time_monthly")
     assert len(cells) > 4  # cells and roll-ups
     for cell in cells:
