@@ -175,12 +175,10 @@ def test_personal_data_in_a_code_or_id_column_is_rejected_masked(tmp_path, kind,
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(FEEDBACK_CODES), ANY_PERSONAL_DATUM, st.sampled_from(["", " ", "puh ", "tieto: "]))
 def test_generated_personal_data_in_a_code_column_never_stays_valid(column, datum, prefix):
-    # A foreign number as one unbroken run after `00` reads like a zero-padded id
-    # (`00461100000`): in a code or id column it is not taken for a phone number.
-    assume(not re.fullmatch(r"00(?!358)[0-9]+", datum))
-    # Likewise a domestic number glued into fewer than 8 digits (`0910000`) is a zero-padded
-    # id by the rule (CODE_PERSONAL_DATA_PATTERN: 8 to 11 digits after the area code).
-    assume(not re.fullmatch(r"0[0-9]{1,6}", datum))
+    # A number as one unbroken run of digits reads like a zero-padded id: in a code or id
+    # column it is taken for a phone number only as 8 to 11 digits after an area code 02-09
+    # (CODE_PERSONAL_DATA_PATTERN), not as `0910000`, `01310000` or `00461100000`.
+    assume(not re.fullmatch(r"[0-9]+", datum) or re.fullmatch(r"0[2-9][0-9]{6,9}", datum))
     with tempfile.TemporaryDirectory() as folder:
         result = validate_rows(Path(folder), FEEDBACK_HEADER, [_response_with(column, prefix + datum, "V1")], FEEDBACK)
     assert result.valid.is_empty()
