@@ -10,10 +10,9 @@ import pytest
 from dashboards.pages import PAGES, PLOTLY_JS, build_dashboards
 from keha_maksatus.forecast import tables as forecast_tables
 from keha_maksatus.outputs import finnish as fi
-from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.exports import EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_exports
 from keha_maksatus.outputs.publish import publish
-from keha_maksatus.outputs.report import build_report, render_html, render_markdown, write_report
+from keha_maksatus.outputs.report import read_report, render_html, render_markdown, write_report
 from keha_maksatus.warehouse import working_path
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
@@ -44,11 +43,7 @@ def test_finnish_number_formats():
 
 
 def test_report_in_finnish_with_targets_and_incomplete_periods(published, tmp_path):
-    con = open_for_people(published)
-    try:
-        blocks = build_report(con)
-    finally:
-        con.close()
+    blocks = read_report(published)
     markdown = render_markdown(blocks)
     # 2022: satisfaction 4.5 over 8 scores incl. 1 -> (4*5+3*4+1)/8 = 4.125; processing time (10 + 30) / 2 = 20.0
     assert "| Asiakastyytyväisyys KEHA-keskuksen maksatuksen palveluihin (1-5) | \\> 4,0 |" in markdown

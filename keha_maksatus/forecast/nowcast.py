@@ -110,7 +110,6 @@ class DecisionModel:
     arrival_level: dict[str, float]  # deseasonalised applications per day
     profile: np.ndarray  # monthly pattern of arrivals
     decided: MonthlySeries
-    arrivals_total: MonthlySeries | None
     hazards: dict[str, np.ndarray]  # the estimated curve's hazards (no bootstrap), per key of `moments`
     pace: np.ndarray  # relative pace of work in each calendar month (12 multipliers of the hazard)
 
@@ -142,9 +141,8 @@ def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_
         hazards[key] = curve.hazard
     profile = history.seasonal_profile(list(past.arrivals.values()))
     levels = {k: history.daily_level(s, profile) for k, s in past.arrivals.items()}
-    total = _sum_series(list(past.arrivals.values()))
     pace = monthly_pace(past.window, lambda instrument: hazards.get(instrument, hazards.get(history.POOLED)))
-    return DecisionModel(past.as_of, curves, events, past.pending, levels, profile, past.decided, total, hazards, pace)
+    return DecisionModel(past.as_of, curves, events, past.pending, levels, profile, past.decided, hazards, pace)
 
 
 # ---------------------------------------------------------------- the pace of work by calendar month
@@ -206,13 +204,6 @@ def monthly_pace(window, hazard_for, rounds: int = 4, prior: float = 30.0) -> np
         seen = np.bincount(month_of_day, minlength=12) > 0
         pace = np.where(seen, pace * (actual + prior) / (predicted + prior), 1.0)
     return pace
-
-
-def _sum_series(series: list[MonthlySeries]) -> MonthlySeries | None:
-    if not series:
-        return None
-    return MonthlySeries(series[0].months, np.sum([s.n for s in series], axis=0), np.sum([s.s for s in series], axis=0),
-                         np.sum([s.ss for s in series], axis=0), series[0].days)
 
 
 def curve_for(model: DecisionModel, instrument: str) -> Moments:

@@ -31,10 +31,6 @@ class Curve:
     def survival(self) -> np.ndarray:
         return np.cumprod(1.0 - self.hazard)
 
-    @property
-    def days(self) -> int:
-        return len(self.hazard)
-
 
 def hazard_counts(entry: np.ndarray, exit: np.ndarray, event: np.ndarray, count: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Events and applications at risk at each age 0 .. horizon - 1.

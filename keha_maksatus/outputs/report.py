@@ -478,13 +478,18 @@ def render_html(blocks: list[Block]) -> str:
     return render_template("report.html", title=title, blocks=blocks)
 
 
-def write_report(published_path: Path, out_dir: Path) -> list[Path]:
-    """Write laatuosio.md and laatuosio.html from the published warehouse."""
+def read_report(published_path: Path) -> list[Block]:
+    """The report's blocks from the published warehouse, as people may see it."""
     con = open_for_people(published_path)
     try:
-        blocks = build_report(con)
+        return build_report(con)
     finally:
         con.close()
+
+
+def write_report(published_path: Path, out_dir: Path) -> list[Path]:
+    """Write laatuosio.md and laatuosio.html from the published warehouse."""
+    blocks = read_report(published_path)
     build = new_build_directory(out_dir)
     for suffix, text in ((".md", render_markdown(blocks)), (".html", render_html(blocks))):
         (build / f"{REPORT_NAME}{suffix}").write_text(text, encoding="utf-8")
