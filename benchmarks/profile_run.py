@@ -22,7 +22,7 @@ from pyinstrument import Profiler
 REPO = Path(__file__).resolve().parents[1]
 # Where the main thread's time is reported: these frames, each counted once (not nested).
 STAGES = {
-    "merge_rows": "merge rows into the current state (DuckDB delete + insert)",
+    "merge_rows": "merge rows into the current state and its versions (DuckDB compare, delete + insert)",
     "CustomerKeys.add": "pseudonymise customer ids (HMAC-SHA256 in DuckDB, keys)",
     "one_ahead": "wait for the background thread (hash, read, validate the next file)",
     "kpi_tables": "KPI tables (DuckDB)",

@@ -15,6 +15,8 @@ from typing import Iterator
 
 import duckdb
 
+from keha_maksatus.history import versions
+
 WORKING_FILE = "warehouse.duckdb"
 # Files of the earlier two-file layout; removed on connect (a full run rebuilds them).
 _LEGACY_FILES = ("state.duckdb", "state.duckdb.wal", "release.duckdb", "release.duckdb.wal")
@@ -68,18 +70,18 @@ CREATE TABLE IF NOT EXISTS core.decisions (
     saapunut DATE NOT NULL, paatetty DATE, paatos VARCHAR, haettu_eur DOUBLE, maksettu_eur DOUBLE,
     asiakas_id INTEGER NOT NULL, taydennys_pv BIGINT NOT NULL,
     kasittelyaika_pv BIGINT, netto_kasittelyaika_pv BIGINT,
-    file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL
+    file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL,
+    valid_from_file_id INTEGER, valid_from_line BIGINT
 );
 
 CREATE TABLE IF NOT EXISTS core.feedback (
     vastaus_id VARCHAR NOT NULL USING COMPRESSION zstd, kysely VARCHAR NOT NULL, palvelu VARCHAR NOT NULL,
     vastattu TIMESTAMP NOT NULL, arvosana BIGINT, tukimuoto VARCHAR, yksikko VARCHAR,
     hakemus_id VARCHAR, kieli VARCHAR, vapaa_teksti VARCHAR,
-    file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL
+    file_name VARCHAR NOT NULL, file_id INTEGER NOT NULL, line BIGINT NOT NULL,
+    valid_from_file_id INTEGER, valid_from_line BIGINT
 );
 """
-
-ID_COLUMNS = {"decisions": "hakemus_id", "feedback": "vastaus_id"}
 
 # Descriptions for every published table and its columns (COMMENT ON).
 TABLE_COMMENTS = {
@@ -159,6 +161,10 @@ COLUMN_COMMENTS = {
 }
 
 
+TABLE_COMMENTS.update(versions.TABLE_COMMENTS)
+COLUMN_COMMENTS.update(versions.column_comments(COLUMN_COMMENTS))
+
+
 def connect(work_dir: Path) -> duckdb.DuckDBPyConnection:
     """A connection to the working file (created as needed). The caller closes it."""
     work_dir = Path(work_dir)
@@ -168,6 +174,7 @@ def connect(work_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(work_dir / WORKING_FILE))
     try:
         con.execute(DDL)
+        versions.upgrade(con)
     except BaseException:
         con.close()
         raise
@@ -265,35 +272,6 @@ def logged_entries(con: duckdb.DuckDBPyConnection) -> set[tuple]:
 
 def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(file_id), 0) + 1 FROM quality.ingest_log").fetchall()[0][0]
-
-
-def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str, ids: str) -> None:
-    """Merge one file's rows into core.<kind>: for each id the row of the latest extract
-    in file-name order (quality.ingest_log.name_order, the real name's bytes; the file is
-    logged first) stands, a later-ingested file winning a tie. `rows` (a fixed name)
-    has the core columns but file_name and file_id; `ids`, a cheaper relation with the
-    same ids, serves to find the rows replaced. Called inside the file's ingest
-    transaction, so a nightly run touches only the new rows."""
-    id_column = ID_COLUMNS[kind]
-    order = con.execute("SELECT name_order FROM quality.ingest_log WHERE file_id = ?", [file_id]).fetchall()[0][0]
-    # IN (subquery) builds its hash table of the ids alone; USING would carry every column.
-    con.execute(
-        f"""
-        DELETE FROM core.{kind} WHERE {id_column} IN (SELECT {id_column} FROM {ids})
-        AND file_id IN (SELECT file_id FROM quality.ingest_log WHERE name_order <= ?)
-        """,
-        [order],
-    )
-    later_file_merged = con.execute(
-        "SELECT count(*) FROM quality.ingest_log WHERE kind = ? AND status = 'ingested' AND name_order > ? AND file_id <> ?",
-        [kind, order, file_id],
-    ).fetchall()[0][0]
-    # Only a file arriving after a later extract can meet rows that must stand.
-    keep_later = f"ANTI JOIN core.{kind} c ON c.{id_column} = r.{id_column}" if later_file_merged else ""
-    con.execute(
-        f"INSERT INTO core.{kind} BY NAME SELECT r.*, ?::VARCHAR AS file_name, ?::INTEGER AS file_id FROM {rows} r {keep_later}",
-        [file_name, file_id],
-    )
 
 
 def add_comments(con: duckdb.DuckDBPyConnection, tables: dict[str, str], columns: dict[str, dict[str, str]]) -> None:

@@ -27,6 +27,7 @@ import duckdb
 import polars as pl
 
 from keha_maksatus import failpoints, warehouse
+from keha_maksatus.history import versions
 from keha_maksatus.config import Settings
 from keha_maksatus.ingest import landing
 from keha_maksatus.ingest.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, sample_hashes
@@ -280,7 +281,7 @@ def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.Da
             )
         else:
             con.execute("CREATE OR REPLACE TEMP VIEW incoming AS SELECT * FROM incoming_rows")
-        warehouse.merge_rows(con, kind, file_id, file_name, rows="incoming", ids="incoming_rows")
+        versions.merge_rows(con, kind, file_id, file_name, rows="incoming", ids="incoming_rows")
         con.execute("DROP VIEW incoming")
     finally:
         con.unregister("incoming_rows")

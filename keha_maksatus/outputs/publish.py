@@ -19,7 +19,7 @@ import duckdb
 
 from keha_maksatus import failpoints, kpi, warehouse
 from keha_maksatus.forecast import tables as forecast_tables
-from keha_maksatus.history import publications
+from keha_maksatus.history import publications, versions
 from keha_maksatus.history.publications import PUBLICATION_COLUMN_COMMENTS, PUBLICATION_COMMENT, record_publication  # noqa: F401
 from keha_maksatus.errors import PublishedFileLockedError
 from keha_maksatus.state import OutputFolders, warehouse_files
@@ -182,7 +182,7 @@ def _check_opens(path: Path) -> None:
     """The copy must open read-only and hold every published table."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        for table in (*PUBLISHED_TABLES, *publications.HISTORY_TABLES):
+        for table in (*PUBLISHED_TABLES, *publications.HISTORY_TABLES, *versions.HISTORY_TABLES):
             con.execute(f"SELECT count(*) FROM {table}").fetchall()
     finally:
         con.close()
