@@ -120,11 +120,7 @@ def write_new_day(history: Path, landing: Path) -> int:
         pl.lit(f"{NEW_DAY.day}.{NEW_DAY.month}.{NEW_DAY.year}").alias("paatetty"), pl.lit("myönteinen").alias("paatos"),
         pl.col("haettu_eur").alias("maksettu_eur"),
     )
-    new = pl.DataFrame({
-        "hakemus_id": [f"N{i:08d}" for i in range(5000)], "tukimuoto": ["palkkatuki"] * 5000, "yksikko": ["TE-UUS"] * 5000,
-        "saapunut": [f"{NEW_DAY.day}.{NEW_DAY.month}.{NEW_DAY.year}"] * 5000, "paatetty": [None] * 5000, "paatos": [None] * 5000,
-        "haettu_eur": ["1000,00"] * 5000, "maksettu_eur": [None] * 5000, "asiakastunnus": ["0737546-2"] * 5000, "taydennys_pv": [None] * 5000,
-    }, schema={c: pl.String for c in pending.columns})
+    new = new_applications("N", NEW_DAY, pending.columns)
     day = pl.concat([decided, new])
     day.write_csv(landing / f"maksatuspaatokset_{NEW_DAY.isoformat()}.csv", separator=";")
     responses = pl.DataFrame({
@@ -134,6 +130,16 @@ def write_new_day(history: Path, landing: Path) -> int:
     }, schema={c: pl.String for c in ["vastaus_id", "kysely", "palvelu", "vastattu", "arvosana", "tukimuoto", "yksikko", "hakemus_id", "kieli", "vapaa_teksti"]})
     responses.write_csv(landing / f"asiakaspalaute_{NEW_DAY.isoformat()}.csv", separator=";")
     return day.height + responses.height
+
+
+def new_applications(prefix: str, day: dt.date, columns: list[str], count: int = 5000) -> pl.DataFrame:
+    """`count` new pending applications received on `day`, ids prefix + a number."""
+    width = 8 - len(prefix) + 1
+    return pl.DataFrame({
+        "hakemus_id": [f"{prefix}{i:0{width}d}" for i in range(count)], "tukimuoto": ["palkkatuki"] * count, "yksikko": ["TE-UUS"] * count,
+        "saapunut": [f"{day.day}.{day.month}.{day.year}"] * count, "paatetty": [None] * count, "paatos": [None] * count,
+        "haettu_eur": ["1000,00"] * count, "maksettu_eur": [None] * count, "asiakastunnus": ["0737546-2"] * count, "taydennys_pv": [None] * count,
+    }, schema={c: pl.String for c in columns})
 
 
 def pipeline_values(published: Path, year: int) -> tuple[float, int, float, int]:
@@ -234,6 +240,62 @@ def incremental(work: Path, data: Path, decisions: int, results: list) -> None:
     results.append((decisions, run))
 
 
+NIGHTS = 10
+
+
+def nightly_history(work: Path, data: Path, decisions: int) -> str:
+    """The state's size after one nightly extract and after NIGHTS, on top of the history of
+    `data`: each night re-sends every application still pending (unchanged), decides a fifth
+    of them and brings 5000 new ones, so the rows that change are known. A Markdown table."""
+    landing = work / f"landing_nightly_{decisions}"
+    shutil.rmtree(landing, ignore_errors=True)
+    landing.mkdir(parents=True)
+    for path in data.glob("*.csv"):
+        os.link(path, landing / path.name)  # a fresh state: links would be skipped, never followed
+    warehouse = work / f"warehouse_nightly_{decisions}" / "maksatus.duckdb"
+    shutil.rmtree(warehouse.parent, ignore_errors=True)
+    env = {**os.environ, "KEHA_PSEUDONYM_KEY": "benchmark-key", "DAGSTER_HOME": str(dagster_home(work))}
+    command = [str(BIN / "keha-maksatus"), "run", "--landing", str(landing), "--warehouse", str(warehouse)]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    working = warehouse.parent / f".{warehouse.name}.work" / "warehouse.duckdb"
+    base = working.stat().st_size
+    newest = sorted(data.glob("maksatuspaatokset_*.csv"))[-1]
+    pending = pl.scan_csv(newest, separator=";", infer_schema=False).filter(pl.col("paatetty").is_null()).collect()
+    lines = ["| after | rows sent | rows changed or new | versions kept (replaced) | state file (MiB) | growth since night 1 (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    sent_total = changed_total = 0
+    first = None
+    for night in range(1, NIGHTS + 1):
+        day = NEW_DAY + dt.timedelta(days=night - 1)
+        text = f"{day.day}.{day.month}.{day.year}"
+        decided = pending.sample(fraction=0.2, seed=SEED + night)
+        still = pending.join(decided.select("hakemus_id"), on="hakemus_id", how="anti")
+        new = new_applications(f"N{night:02d}", day, pending.columns)
+        decided = decided.with_columns(pl.lit(text).alias("paatetty"), pl.lit("myönteinen").alias("paatos"),
+                                       pl.col("haettu_eur").alias("maksettu_eur"))
+        extract = pl.concat([still, decided, new])
+        extract.write_csv(landing / f"maksatuspaatokset_{day.isoformat()}.csv", separator=";")
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        sent_total += extract.height
+        changed_total += decided.height + new.height
+        pending = pl.concat([still, new])
+        size = working.stat().st_size
+        first = first or size
+        con = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            replaced = con.execute("SELECT count(*) FROM history.replaced_decisions").fetchall()[0][0]
+        finally:
+            con.close()
+        if night in (1, NIGHTS):
+            lines.append(f"| {night} night{'s' if night > 1 else ''} | {sent_total:,} | {changed_total:,} | {replaced:,} | "
+                         f"{size / 2**20:,.1f} | {(size - first) / 2**20:,.1f} |")
+        print(f"night {night}: state {size / 2**20:.1f} MiB", flush=True)
+    lines += ["", f"State before the nights: {base / 2**20:,.1f} MiB. A full copy of the state per night would have added "
+              f"{(NIGHTS - 1) * first / 2**20:,.0f} MiB over nights 2-{NIGHTS}; the versions added "
+              f"{(size - first) / 2**20:,.1f} MiB ({(size - first) / ((NIGHTS - 1) * first):.1%} of that)."]
+    return "\n".join(lines)
+
+
 def machine() -> str:
     with open("/proc/meminfo") as meminfo:
         total_kib = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
@@ -281,6 +343,8 @@ def main() -> int:
         print(f"== {size:,} decisions", flush=True)
         data = run_size(args.work, size, results, checks)
     incremental(args.work, data, max(args.sizes), results)
+    print("== history: the state after nightly extracts", flush=True)
+    growth = nightly_history(args.work, args.work / f"data_{min(args.sizes)}", min(args.sizes))
     text = table(results, checks)
     stages = measure("stages", [sys.executable, str(REPO / "benchmarks" / "stages.py"), str(data)]).output.strip()
     profiled = measure("profile", [sys.executable, str(REPO / "benchmarks" / "profile_run.py"), str(data)]).output
@@ -302,6 +366,10 @@ def main() -> int:
         "latest year, no validation (`benchmarks/floor.sql`).\n"
         "- *pandas baseline*: `benchmarks/pandas_baseline.py`, what an analyst would write.\n\n"
         + text + "\n\n"
+        f"## History: the state after {NIGHTS} nightly extracts ({min(args.sizes):,} decisions)\n\n"
+        "Every version of every row is kept (history.replaced_decisions), a row sent again unchanged is no new version. "
+        f"On top of the {min(args.sizes):,}-decision history, {NIGHTS} nightly extracts each re-send every pending application, "
+        "decide a fifth of them and bring 5000 new ones (`nightly_history` in benchmarks/bench.py):\n\n" + growth + "\n\n"
         f"## Where the time goes ({max(args.sizes):,} decisions)\n\n"
         "The library's stages timed one by one without Dagster and without overlap (`python benchmarks/stages.py "
         f"{data.relative_to(REPO) if data.is_relative_to(REPO) else data}`):\n\n" + stages + "\n\n"

@@ -96,3 +96,21 @@ JOIN core.decisions d ON date_trunc('month', d.paatetty) = m.month
 JOIN quality.ingest_log l ON l.file_id = d.file_id
 WHERE m.month = DATE '2022-03-01' AND m.tukimuoto = 'palkkatuki' AND m.yksikko IS NULL
 ORDER BY l.file_id, d.line;
+
+-- Every version of an application: what each extract said, the file and line that brought it, the file that replaced it?
+SELECT v.hakemus_id, v.saapunut, v.paatetty, v.paatos, v.kasittelyaika_pv,
+       b.file_name AS brought_by, b.content_sha256, v.valid_from_line AS line, r.file_name AS replaced_by
+FROM history.decisions v
+JOIN quality.ingest_log b ON b.file_id = v.valid_from_file_id
+LEFT JOIN quality.ingest_log r ON r.file_id = v.replaced_by_file_id
+WHERE v.hakemus_id = 'H00000005'
+ORDER BY b.name_order, b.file_id;
+
+-- How many applications were pending and decided as the extracts dated up to 30.6.2022 said?
+WITH as_of AS (
+    SELECT v.*
+    FROM history.decisions v JOIN quality.ingest_log l ON l.file_id = v.valid_from_file_id
+    WHERE l.status = 'ingested' AND l.extract_date <= DATE '2022-06-30'
+    QUALIFY row_number() OVER (PARTITION BY v.hakemus_id ORDER BY l.name_order DESC, v.valid_from_file_id DESC) = 1
+)
+SELECT count(*) FILTER (paatetty IS NULL) AS pending, count(*) FILTER (paatetty IS NOT NULL) AS decided FROM as_of;

@@ -173,3 +173,27 @@ def test_an_older_extract_arriving_late_between_two_sightings_of_a_row(tmp_path)
         con.close()
     # Files: 1-2 the first extract, 3-4 the third, 5-6 the second (late): pending, decided, pending again.
     assert sorted(chain, key=lambda v: [1, 5, 3].index(v[0])) == [(1, 5, False), (5, 3, True), (3, None, False)]
+
+
+def test_the_docs_queries_of_versions_and_of_a_past_state_on_the_sample(sample_warehouse):
+    from test_example_queries import example_queries
+
+    queries = dict(example_queries())
+    [past] = [sql for question, sql in queries.items() if question.startswith("How many applications were pending and decided")]
+    [every] = [sql for question, sql in queries.items() if question.startswith("Every version of an application")]
+    con = duckdb.connect(str(sample_warehouse), read_only=True)
+    try:
+        for day in (dt.date(2021, 12, 31), dt.date(2022, 6, 30), dt.date(2022, 10, 31)):
+            con.execute("CREATE OR REPLACE TEMP TABLE chosen_files AS SELECT unnest(?::INTEGER[]) AS file_id", [versions.files_as_of(con, day)])
+            expected = con.execute(
+                f"SELECT count(*) FILTER (paatetty IS NULL), count(*) FILTER (paatetty IS NOT NULL) FROM ({versions.state_sql('decisions', 'chosen_files')})"
+            ).fetchall()
+            assert con.execute(past.replace("DATE '2022-06-30'", "?"), [day]).fetchall() == expected
+        chain = con.execute(every).fetchall()
+    finally:
+        con.close()
+    # H00000005: pending in the extract of 31.12.2021, decided in that of 30.6.2022.
+    assert [(row[2] is None, row[5], row[8]) for row in chain] == [
+        (True, "maksatuspaatokset_2021-12-31.csv", "maksatuspaatokset_2022-06-30.xlsx"),
+        (False, "maksatuspaatokset_2022-06-30.xlsx", None),
+    ]
