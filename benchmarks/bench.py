@@ -258,10 +258,10 @@ def nightly_history(work: Path, data: Path, decisions: int) -> str:
     command = [str(BIN / "keha-maksatus"), "run", "--landing", str(landing), "--warehouse", str(warehouse)]
     subprocess.run(command, env=env, check=True, capture_output=True)
     working = warehouse.parent / f".{warehouse.name}.work" / "warehouse.duckdb"
-    base = working.stat().st_size
+    base, _ = used_bytes(working)
     newest = sorted(data.glob("maksatuspaatokset_*.csv"))[-1]
     pending = pl.scan_csv(newest, separator=";", infer_schema=False).filter(pl.col("paatetty").is_null()).collect()
-    lines = ["| after | rows sent | rows changed or new | versions kept (replaced) | state file (MiB) | growth since night 1 (MiB) |",
+    lines = ["| after | rows sent | rows changed or new | versions kept (replaced) | state, used (MiB) | growth since night 1 (MiB) |",
              "|---|---:|---:|---:|---:|---:|"]
     sent_total = changed_total = 0
     first = None
@@ -279,13 +279,8 @@ def nightly_history(work: Path, data: Path, decisions: int) -> str:
         sent_total += extract.height
         changed_total += decided.height + new.height
         pending = pl.concat([still, new])
-        size = working.stat().st_size
+        size, replaced = used_bytes(working)
         first = first or size
-        con = duckdb.connect(str(warehouse), read_only=True)
-        try:
-            replaced = con.execute("SELECT count(*) FROM history.replaced_decisions").fetchall()[0][0]
-        finally:
-            con.close()
         if night in (1, NIGHTS):
             lines.append(f"| {night} night{'s' if night > 1 else ''} | {sent_total:,} | {changed_total:,} | {replaced:,} | "
                          f"{size / 2**20:,.1f} | {(size - first) / 2**20:,.1f} |")
@@ -294,6 +289,18 @@ def nightly_history(work: Path, data: Path, decisions: int) -> str:
               f"{(NIGHTS - 1) * first / 2**20:,.0f} MiB over nights 2-{NIGHTS}; the versions added "
               f"{(size - first) / 2**20:,.1f} MiB ({(size - first) / ((NIGHTS - 1) * first):.1%} of that)."]
     return "\n".join(lines)
+
+
+def used_bytes(working: Path) -> tuple[int, int]:
+    """The working file's used blocks in bytes (the file itself grows in steps and reuses
+    freed blocks) and the count of replaced versions."""
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        block_size, used = con.execute("SELECT block_size, used_blocks FROM pragma_database_size()").fetchall()[0]
+        replaced = con.execute("SELECT count(*) FROM history.replaced_decisions").fetchall()[0][0]
+    finally:
+        con.close()
+    return block_size * used, replaced
 
 
 def machine() -> str:
