@@ -27,6 +27,7 @@ from keha_maksatus import cli as library_cli
 from keha_maksatus import state
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE, REPO_ROOT, load_settings
 from keha_maksatus.errors import ConfigurationError, NothingToIngestError, OperatorError, exit_codes, one_line
+from keha_maksatus.history import as_of as as_of_build
 from keha_maksatus.kpi import MIN_CELL_RESPONSES
 from keha_maksatus.ingest import landing as landing_folder
 from keha_maksatus.ingest.privacy import MissingKeyError, mask_string, resolve_key
@@ -43,9 +44,16 @@ MAX_MESSAGE = 400
 def build_parser() -> argparse.ArgumentParser:
     parser = library_cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    run = commands.add_parser("run", help="ingest, validate, compute the KPIs and publish")
+    run = commands.add_parser("run", help="ingest, validate, compute the KPIs and publish (--as-of: figures as of a past date)")
     run.add_argument("--landing", type=Path, default=DEFAULT_LANDING, help=f"landing folder (default {DEFAULT_LANDING})")
     run.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help=f"published DuckDB file (default {DEFAULT_WAREHOUSE})")
+    run.add_argument(
+        "--as-of", dest="as_of", metavar="DATE",
+        help="build every KPI table from only the extracts dated on or before DATE (2022-06-30 or 30.6.2022) into a "
+             "file of its own instead of publishing; the published warehouse is not touched",
+    )
+    run.add_argument("--out", type=Path, help="with --as-of: the DuckDB file to write (default beside the warehouse, "
+                                               "e.g. maksatus.as-of-2022-06-30.duckdb)")
     library_cli.add_debug_flag(run)
     run.set_defaults(handler=run_pipeline)
     sql = commands.add_parser("sql", help="a read-only SQL shell on the published warehouse (-c: run a query and leave)")
@@ -146,8 +154,12 @@ def open_instance(home: Path) -> dg.DagsterInstance:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
+    if args.out is not None and not args.as_of:
+        raise ConfigurationError("--out names the file of figures as of a date; give --as-of DATE with it, or leave --out out")
+    as_of = as_of_build.parse_as_of(args.as_of) if args.as_of is not None else None
     landing = checked_landing(args.landing)
     published = checked_warehouse(args.warehouse, landing)
+    out = as_of_build.checked_out_path(args.out, published, as_of, landing) if as_of else None
     settings = load_settings()
     key, is_demo = resolve_key(landing)
     files = state.warehouse_files(published)
@@ -157,6 +169,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if is_demo:
         print("warning: KEHA_PSEUDONYM_KEY is not set; using the demo key, valid only for the bundled sample data.", file=sys.stderr)
 
+    from pipelines.assets.history import FIGURES_AS_OF
     from pipelines.definitions import build_definitions
 
     if not files.working_file.exists():
@@ -170,12 +183,15 @@ def run_pipeline(args: argparse.Namespace) -> int:
         _check_something_to_ingest(files, landing)
         state.claim_key(files, key)
         defs = build_definitions(str(landing), str(published))
+        run_config = {"loggers": {"console": {"config": {"log_level": "ERROR" if args.debug else "CRITICAL"}}}}
+        if as_of:
+            run_config["ops"] = {FIGURES_AS_OF: {"config": {"as_of": as_of.isoformat(), "out": str(out)}}}
         with open_instance(home) as instance:
-            result = defs.resolve_job_def("nightly").execute_in_process(
+            result = defs.resolve_job_def(FIGURES_AS_OF if as_of else "nightly").execute_in_process(
                 instance=instance,
                 run_id=run_id,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if args.debug else "CRITICAL"}}}},
+                run_config=run_config,
             )
             failure = run_failure(result, published, debug=args.debug)
     finally:
@@ -184,7 +200,10 @@ def run_pipeline(args: argparse.Namespace) -> int:
         raise failure
     for line in _error_checks(result):
         print(f"ERROR check: {line}", file=sys.stderr)
-    _print_results(published, landing, result.run_id, home, new_this_run(result))
+    if as_of:
+        _print_as_of_results(out, published, result.run_id, home, new_this_run(result))
+    else:
+        _print_results(published, landing, result.run_id, home, new_this_run(result))
     return 0
 
 
@@ -292,12 +311,7 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
         print(f"\nPublished {published}; its summary cannot be shown now: {one_line(error)}")
         return
     try:
-        rows = con.execute(
-            """
-            SELECT period_label, indicator, complete, target_op, target, value, n, met
-            FROM kpi.quality_section ORDER BY period_start, period_end, indicator
-            """
-        ).fetchall()
+        rows = con.execute(QUALITY_SECTION_QUERY).fetchall()
         ingest = con.execute(
             "SELECT count(*), sum(rows_read), sum(rows_valid), sum(rows_rejected), count(*) FILTER (status <> 'ingested') FROM quality.ingest_log"
         ).fetchall()[0]
@@ -310,12 +324,7 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
     finally:
         con.close()
     print("\nkpi.quality_section")
-    print(f"{'period':<10} {'indicator':<29} {'complete':<8} {'target':>7} {'value':>7} {'n':>7} {'met':<5}")
-    for period, indicator, complete, op, target, value, n, met in rows:
-        target_text = f"{op} {target:.1f}" if target is not None else "-"
-        decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
-        value_text = f"{value:.{decimals}f}" if value is not None else "-"
-        print(f"{period:<10} {indicator:<29} {str(complete).lower():<8} {target_text:>7} {value_text:>7} {n:>7} {'-' if met is None else str(met).lower():<5}")
+    _print_quality_section(rows)
     if forecasts:
         print(f"\nkpi.forecast (year-end nowcast as of {forecasts[0][2]}; kpi.pending_at_risk, kpi.forecast_what_if)")
         print(f"{'period':<10} {'indicator':<29} {'median':>7} {'80 % interval':>15} {'chance of target':>16}")
@@ -326,10 +335,7 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
                 continue
             chance = "-" if probability is None else f"{probability:.0%}"
             print(f"{period:<10} {indicator:<29} {median:>7.{decimals}f} {f'{low:.{decimals}f}-{high:.{decimals}f}':>15} {chance:>16}")
-    files = "no new files" if not new["new_files"] else f"{new['new_files']} new file{'s' if new['new_files'] != 1 else ''}"
-    print(
-        f"\nThis run: {files}; rows read {new['rows_read']}, valid {new['rows_valid']}, rejected {new['rows_rejected']}."
-    )
+    _print_new(new)
     print(
         f"All runs: files in the ingest log {ingest[0]} ({ingest[4]} not ingested); rows read {ingest[1]}, "
         f"valid {ingest[2]}, rejected {ingest[3]} (see quality.quarantine)."
@@ -343,8 +349,53 @@ def _print_results(published: Path, landing: Path, run_id: str, home: Path, new:
     print(f"Exports:             {outputs.exports}/  (.xlsx, .csv, .parquet)")
     print(f"Working state:       {state.warehouse_files(published).state_dir}/")
     # make dev shows the repo's instance only; another DAGSTER_HOME needs its own dagster dev
-    ui = "make dev" if home == Path(os.path.abspath(REPO_ROOT)) else f"DAGSTER_HOME={home} dagster dev"
-    print(f"Dagster run:         {run_id}  (instance {home}; {ui}, then http://127.0.0.1:3000/runs/{run_id})")
+    print(f"Dagster run:         {run_id}  (instance {home}; {_ui_hint(home)}, then http://127.0.0.1:3000/runs/{run_id})")
+
+
+QUALITY_SECTION_QUERY = """
+    SELECT period_label, indicator, complete, target_op, target, value, n, met
+    FROM kpi.quality_section ORDER BY period_start, period_end, indicator
+"""
+
+
+def _print_quality_section(rows) -> None:
+    print(f"{'period':<10} {'indicator':<29} {'complete':<8} {'target':>7} {'value':>7} {'n':>7} {'met':<5}")
+    for period, indicator, complete, op, target, value, n, met in rows:
+        target_text = f"{op} {target:.1f}" if target is not None else "-"
+        decimals = 2 if indicator.endswith("tyytyvaisyys") else 1
+        value_text = f"{value:.{decimals}f}" if value is not None else "-"
+        print(f"{period:<10} {indicator:<29} {str(complete).lower():<8} {target_text:>7} {value_text:>7} {n:>7} {'-' if met is None else str(met).lower():<5}")
+
+
+def _print_new(new: dict[str, int]) -> None:
+    files = "no new files" if not new["new_files"] else f"{new['new_files']} new file{'s' if new['new_files'] != 1 else ''}"
+    print(
+        f"\nThis run: {files}; rows read {new['rows_read']}, valid {new['rows_valid']}, rejected {new['rows_rejected']}."
+    )
+
+
+def _ui_hint(home: Path) -> str:
+    return "make dev" if home == Path(os.path.abspath(REPO_ROOT)) else f"DAGSTER_HOME={home} dagster dev"
+
+
+def _print_as_of_results(out: Path, published: Path, run_id: str, home: Path, new: dict[str, int]) -> None:
+    con = duckdb.connect(str(out), read_only=True)
+    try:
+        rows = con.execute(QUALITY_SECTION_QUERY).fetchall()
+        as_of, data_as_of, files_used, notes = con.execute("SELECT as_of, data_as_of, files_used, notes FROM meta.as_of_build").fetchall()[0]
+    finally:
+        con.close()
+    print(f"\nkpi.quality_section as of {as_of.isoformat()} ({files_used} extracts dated on or before it, the newest {data_as_of.isoformat()})")
+    _print_quality_section(rows)
+    _print_new(new)
+    for note in notes or []:
+        print(f"note: {note}.")
+    report = state.warehouse_files(out).outputs.report
+    print(f"Figures as of:       {out}  (every kpi.* table; meta.as_of_build says what it is)")
+    print(f"SQL on it:           keha-maksatus sql --warehouse {out}")
+    print(f"Quality report:      {report / (REPORT_NAME + '.html')}  (and .md)")
+    print(f"Published warehouse: {published}  (not touched)")
+    print(f"Dagster run:         {run_id}  (instance {home}; {_ui_hint(home)}, then http://127.0.0.1:3000/runs/{run_id})")
 
 
 # --- the command ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE
-from pipelines.assets import forecast, ingest, kpi, outputs, publish, validate
+from pipelines.assets import forecast, history, ingest, kpi, outputs, publish, validate
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job, nightly_schedule
 from pipelines.sensors import new_exports_sensor
@@ -22,11 +22,11 @@ def build_definitions(landing_dir: str | None = None, warehouse_path: str | None
         landing_dir=str(landing_dir or os.environ.get(LANDING_ENV) or DEFAULT_LANDING),
         warehouse_path=str(warehouse_path or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE),
     )
-    modules = [ingest, validate, kpi, forecast, publish, outputs]
+    modules = [ingest, validate, kpi, forecast, publish, outputs, history]
     return dg.Definitions(
         assets=dg.load_assets_from_modules(modules),
         asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[nightly_job],
+        jobs=[nightly_job, history.figures_as_of_job],
         schedules=[nightly_schedule],
         sensors=[new_exports_sensor],
         resources={"warehouse": resource},
