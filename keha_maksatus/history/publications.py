@@ -2,8 +2,10 @@
 
 meta.publication (one row per publish) is the table; history.publication is a view of
 it under the history schema, beside history.quality_section (every kpi.quality_section
-row as each publish reported it). The history follows the published file: rows of a
-publish that never reached it are dropped, rows the working file lacks are taken from it.
+row as each publish reported it) and history.changes (why each figure moved since the
+publish before, keha_maksatus.history.changes). The history follows the
+published file: rows of a publish that never reached it are dropped, rows the working
+file lacks are taken from it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from keha_maksatus import kpi, warehouse
+from keha_maksatus.history import changes as figure_changes
 
 PUBLICATION_COMMENT = (
     "One row per publish of this file, the newest last: when, by which run, the data's as-of date, "
@@ -38,6 +41,29 @@ TABLE_COMMENTS = {
         "Every kpi.quality_section row as each publish reported it (join history.publication on publication_no): "
         "what was reported for a period on a given date, and how it moved from one publish to the next."
     ),
+    "history.changes": (
+        "Why each quality-section figure moved from one publish to the next: for every period whose value or n changed, "
+        "the change broken into parts (new applications or responses, decided since, dates corrected into or out of the "
+        "period, days or scores corrected, outcome changed, rows newly quarantined) by the extract that brought each, "
+        "with the items and their contribution to the mean; the contributions sum to value_to - value_from."
+    ),
+}
+CHANGE_COLUMN_COMMENTS = {
+    "from_publication_no": "The publish compared with (history.publication)",
+    "to_publication_no": "The publish whose figures changed (history.publication)",
+    "indicator": "maksatus_asiakastyytyvaisyys or maksatus_kasittelyaika_pv",
+    "period_label": "Reporting period: 1-6/Y or 1-12/Y",
+    "complete": "The period was closed in the later publish's data (its end on or before the newest extract of the indicator's kind)",
+    "value_from": "The value at the earlier publish (unrounded; null when no item was in the mean)",
+    "value_to": "The value at the later publish (unrounded; null when no item was in the mean)",
+    "n_from": "Decisions or scored responses behind value_from",
+    "n_to": "Decisions or scored responses behind value_to",
+    "part": "What moved it: " + ", ".join(f"{part} ({label})" for part, label in figure_changes.PART_LABELS_FI.items()),
+    "file_id": "The extract that brought the change (quality.ingest_log); for an item that left the mean, the one that moved it out",
+    "file_name": "That extract's file name",
+    "items": "Applications (hakemus_id) or responses (vastaus_id) in the part; for newly_quarantined, rows rejected",
+    "contribution": "The part's share of value_to - value_from (the parts of a period sum to it); null when a mean is "
+                    "undefined on either side (no decomposition); 0 for newly_quarantined (a rejected row leaves the earlier version standing)",
 }
 COLUMN_COMMENTS = {
     "meta.publication": PUBLICATION_COLUMN_COMMENTS,
@@ -46,14 +72,22 @@ COLUMN_COMMENTS = {
         "publication_no": "The publish that reported the row (history.publication)",
         **kpi.COLUMN_COMMENTS["kpi.quality_section"],
     },
+    "history.changes": CHANGE_COLUMN_COMMENTS,
 }
-HISTORY_TABLES = ("history.publication", "history.quality_section")
+HISTORY_TABLES = ("history.publication", "history.quality_section", "history.changes")
 
 _PUBLICATION_DDL = """
 CREATE TABLE IF NOT EXISTS meta.publication (
     publication_no INTEGER NOT NULL, published_at TIMESTAMP NOT NULL, run_id VARCHAR, as_of DATE,
     decisions BIGINT, responses BIGINT, files_ingested BIGINT, ingested_file_ids INTEGER[],
     newest_file_id INTEGER, newest_file_name VARCHAR
+)
+"""
+_CHANGES_DDL = """
+CREATE TABLE IF NOT EXISTS history.changes (
+    from_publication_no INTEGER NOT NULL, to_publication_no INTEGER NOT NULL, indicator VARCHAR NOT NULL,
+    period_label VARCHAR NOT NULL, complete BOOLEAN, value_from DOUBLE, value_to DOUBLE, n_from BIGINT, n_to BIGINT,
+    part VARCHAR NOT NULL, file_id INTEGER, file_name VARCHAR, items BIGINT, contribution DOUBLE
 )
 """
 _PREVIOUS = "previously_published"
@@ -87,6 +121,7 @@ def upgrade(con: duckdb.DuckDBPyConnection) -> None:
     # Re-created each time, so that its columns follow meta.publication's.
     con.execute("CREATE OR REPLACE VIEW history.publication AS SELECT * FROM meta.publication")
     con.execute("CREATE TABLE IF NOT EXISTS history.quality_section (publication_no INTEGER NOT NULL)")
+    con.execute(_CHANGES_DDL)
     have = _columns(con, catalog, "history", "quality_section")
     for column, data_type in _columns(con, catalog, "kpi", "quality_section").items():
         if column not in have:
@@ -121,6 +156,7 @@ def _follow_published(con: duckdb.DuckDBPyConnection, published_path: Path) -> N
         newest = con.execute(f"SELECT coalesce(max(publication_no), 0) FROM {_PREVIOUS}.meta.publication").fetchall()[0][0]
         con.execute("DELETE FROM meta.publication WHERE publication_no > ?", [newest])
         con.execute("DELETE FROM history.quality_section WHERE publication_no > ?", [newest])
+        con.execute("DELETE FROM history.changes WHERE to_publication_no > ?", [newest])
         con.execute(
             f"INSERT INTO meta.publication BY NAME SELECT * FROM {_PREVIOUS}.meta.publication "
             "WHERE publication_no NOT IN (SELECT publication_no FROM meta.publication)"
@@ -128,6 +164,11 @@ def _follow_published(con: duckdb.DuckDBPyConnection, published_path: Path) -> N
         if _columns(con, _PREVIOUS, "history", "quality_section"):
             _copy_quality_rows(con, (_PREVIOUS, "history", "quality_section"), "publication_no",
                                "WHERE publication_no NOT IN (SELECT publication_no FROM history.quality_section)")
+        if _columns(con, _PREVIOUS, "history", "changes"):
+            con.execute(
+                f"INSERT INTO history.changes BY NAME SELECT * FROM {_PREVIOUS}.history.changes "
+                "WHERE to_publication_no NOT IN (SELECT to_publication_no FROM history.changes)"
+            )
         reported = con.execute("SELECT count(*) FROM history.quality_section WHERE publication_no = ?", [newest]).fetchall()[0][0]
         if newest and not reported and _columns(con, _PREVIOUS, "kpi", "quality_section"):
             _copy_quality_rows(con, (_PREVIOUS, "kpi", "quality_section"), str(int(newest)))
@@ -138,11 +179,14 @@ def _follow_published(con: duckdb.DuckDBPyConnection, published_path: Path) -> N
 def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None) -> int:
     """Append this publish to meta.publication and its quality section to
     history.quality_section in the working file (upgraded as needed, its history first
-    made that of the published file); the publish's number."""
+    made that of the published file), and to history.changes why each figure moved since
+    the publish before; the publish's number."""
     upgrade(con)
     _follow_published(con, published_path)
     number = int(con.execute("SELECT coalesce(max(publication_no), 0) + 1 FROM meta.publication").fetchall()[0][0])
-    with warehouse.transaction(con):  # the publish's row and its quality section, or neither
+    moved = figure_changes.changes_since_last_publication(con)
+    moved = moved.filter(figure_changes.figure_changed())
+    with warehouse.transaction(con):  # the publish's row, its quality section and changes, or none
         con.execute(
             """
             INSERT INTO meta.publication BY NAME
@@ -158,6 +202,16 @@ def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run
             [number, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), run_id, kpi.as_of_date(con)],
         )
         _copy_quality_rows(con, (_current(con), "kpi", "quality_section"), str(number))
+        if moved.height:
+            con.register("moved_figures", moved)
+            try:
+                con.execute(
+                    "INSERT INTO history.changes BY NAME SELECT ?::INTEGER AS from_publication_no, "
+                    "?::INTEGER AS to_publication_no, * FROM moved_figures",
+                    [number - 1, number],
+                )
+            finally:
+                con.unregister("moved_figures")
     return number
 
 
