@@ -281,11 +281,7 @@ def _compare_indicator(con, indicator: str, spec: Indicator, wanted, base: tuple
 def _state(spec: Indicator, files: str) -> str:
     """The affected ids' rows in the state of `files`: versions.state_sql's rule over their
     versions alone (chg_versions), so that the cost follows the changed rows, not the state."""
-    sql = versions.state_sql(spec.kind, files)
-    source = f"FROM history.{spec.kind} v"
-    if source not in sql:
-        raise RuntimeError(f"versions.state_sql no longer reads {source!r}: changes._state must follow it")
-    return sql.replace(source, "FROM chg_versions v")
+    return versions.state_sql(spec.kind, files, among="chg_versions")
 
 
 def _items_sql(spec: Indicator, id_column: str) -> str:

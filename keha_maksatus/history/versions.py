@@ -216,18 +216,20 @@ def _rewrite_versions(con, kind: str, ids: pl.DataFrame, rebuilt: list[dict], sc
 # --- the state as of a set of files --------------------------------------------------------
 
 
-def state_sql(kind: str, files: str) -> str:
+def state_sql(kind: str, files: str, among: str | None = None) -> str:
     """A SELECT with exactly core.<kind>'s columns: the state as it stood when the ingested
     files were those of relation `files` (a fixed name with a column file_id). Per id, the
     version brought by the latest of those files in file-name order; its source columns
-    name the newest of those files that sent it."""
+    name the newest of those files that sent it. `among` (a fixed name, default every
+    version: history.<kind>) limits it to some ids' versions."""
     id_column = ID_COLUMNS[kind]
+    among = among or f"history.{kind}"
     return f"""
         SELECT v.* EXCLUDE (replaced_by_file_id, file_id, file_name, line),
                CASE WHEN v.file_id IN (SELECT file_id FROM {files}) THEN v.file_id ELSE v.valid_from_file_id END AS file_id,
                CASE WHEN v.file_id IN (SELECT file_id FROM {files}) THEN v.file_name ELSE l.file_name END AS file_name,
                CASE WHEN v.file_id IN (SELECT file_id FROM {files}) THEN v.line ELSE v.valid_from_line END AS line
-        FROM history.{kind} v JOIN quality.ingest_log l ON l.file_id = v.valid_from_file_id
+        FROM {among} v JOIN quality.ingest_log l ON l.file_id = v.valid_from_file_id
         WHERE v.valid_from_file_id IN (SELECT file_id FROM {files})
         QUALIFY row_number() OVER (PARTITION BY v.{id_column} ORDER BY l.name_order DESC, v.valid_from_file_id DESC) = 1
     """
