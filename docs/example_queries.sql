@@ -114,3 +114,11 @@ WITH as_of AS (
     QUALIFY row_number() OVER (PARTITION BY v.hakemus_id ORDER BY l.name_order DESC, v.valid_from_file_id DESC) = 1
 )
 SELECT count(*) FILTER (paatetty IS NULL) AS pending, count(*) FILTER (paatetty IS NOT NULL) AS decided FROM as_of;
+
+-- Which figures moved at the newest publish, and why: part by part, extract by extract (no part: unchanged)?
+SELECT q.indicator, q.period_label, q.complete, c.value_from, q.value AS value_to, c.part, c.file_name, c.items, c.contribution
+FROM history.quality_section q
+LEFT JOIN history.changes c
+       ON c.to_publication_no = q.publication_no AND c.indicator = q.indicator AND c.period_label = q.period_label
+WHERE q.publication_no = (SELECT max(publication_no) FROM history.publication)
+ORDER BY q.period_start, q.period_end, q.indicator, abs(c.contribution) DESC NULLS LAST;

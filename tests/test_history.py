@@ -260,3 +260,20 @@ def test_published_warehouse_metadata_carries_the_newest_publication(tmp_path, m
         expected[key] = None if figure["value"] is None else round(figure["value"], digits)
     assert figures == expected
     assert figures["q_1_6_2022_kasittelyaika"] == 20.0
+
+
+def test_the_docs_query_of_what_moved_at_the_newest_publish(tmp_path):
+    landing = tmp_path / "landing"
+    first_extracts(landing)
+    build_and_publish(landing, tmp_path)
+    correcting = correction(landing)
+    published = build_and_publish(landing, tmp_path)
+    answer = rows(published, query("Which figures moved at the newest publish"))
+    moved = [r for r in answer if r["indicator"] == PROCESSING and r["period_label"] == "1-6/2022"]
+    # 1-6/2022 went from A1 and A2 (10 and 30 days) to A1, A2 and A3 (10, 10, 51 days), all by the correction.
+    assert {r["file_name"] for r in moved} == {correcting.name}
+    assert moved[0]["value_from"] == 20.0 and moved[0]["value_to"] == pytest.approx(71 / 3)
+    assert sum(r["contribution"] for r in moved) == pytest.approx(71 / 3 - 20.0, abs=1e-9)
+    # A figure that did not move is listed without parts.
+    unmoved = [r for r in answer if r["indicator"] == SATISFACTION]
+    assert unmoved and all(r["part"] is None for r in unmoved)
