@@ -144,7 +144,7 @@ def test_dagster_ui_lists_the_assets_and_checks(browser, tmp_path):
         checks_by_asset = {}
         for check in defs.resolve_asset_graph().asset_check_keys:
             checks_by_asset.setdefault(check.asset_key.to_user_string(), []).append(check.name)
-        assert sum(len(v) for v in checks_by_asset.values()) == 8  # 6 on ingest, validate and kpi, 2 on the forecast
+        assert sum(len(v) for v in checks_by_asset.values()) == 9  # 7 on ingest, validate and kpi (closed_period_changed among them), 2 on the forecast
         assert set(checks_by_asset["forecast"]) == {"satisfaction_on_track", "processing_time_on_track"}
         for asset, names in checks_by_asset.items():
             page, _ = open_page(browser, f"{base}/assets/{asset}?view=checks")

@@ -7,7 +7,9 @@ the exports read the published file only through `open_for_people`, which holds 
 and forecast tables in their people-facing form (`for_people`): every satisfaction figure
 resting on fewer than MIN_CELL_RESPONSES scored responses is withheld (null) and flagged
 (a forecast too, when the responses seen so far or expected in all are that few), and of
-the quality tables only the columns people are shown (no raw values, no reasons).
+the quality tables only the columns people are shown (no raw values, no reasons). The
+publication history the report quotes (history.quality_section, history.changes) is held
+the same way (history_for_people).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import polars as pl
 
 from keha_maksatus.config import SATISFACTION
 from keha_maksatus.forecast.tables import TABLE_COMMENTS as FORECAST_TABLE_COMMENTS
+from keha_maksatus.history.changes import value_changed
 from keha_maksatus.kpi import MIN_CELL_RESPONSES, TABLE_COMMENTS as KPI_TABLE_COMMENTS
 
 SUPPRESSED_FI = f"alle {MIN_CELL_RESPONSES} vastausta"
@@ -80,6 +83,21 @@ QUALITY_VIEWS = {
 # meta.publication keeps every publish; the figures people read are the newest one's.
 NEWEST_ROW_ONLY = {"meta.publication": "ORDER BY publication_no DESC LIMIT 1"}
 
+# The publication history people may see (the report quotes earlier publishes and the
+# changes since the last one), with what must be withheld. A part of a satisfaction change
+# rests on its items (responses): when any part of a period's change is withheld, every
+# part of it is (fewest_items), else the withheld one would be the total less the others.
+HISTORY_PEOPLE_TABLES: dict[str, tuple[Withhold, ...]] = {
+    "history.quality_section": (Withhold("n", ("value", "met"), "suppressed", satisfaction_only=True),),
+    "history.changes": (
+        Withhold("n_from", ("value_from",), "suppressed_from", satisfaction_only=True),
+        Withhold("n_to", ("value_to",), "suppressed_to", satisfaction_only=True),
+        Withhold(("n_from", "n_to", "fewest_items"), ("contribution",), "contribution_suppressed", satisfaction_only=True),
+    ),
+}
+HISTORY_VIEWS = {"history.publication": "publication_no, published_at, as_of"}
+CHANGE_KEY = ("indicator", "period_label", "from_publication_no", "to_publication_no")
+
 
 def withhold(frame: pl.DataFrame, rule: Withhold) -> pl.DataFrame:
     """The frame with rule.figures null and rule.flag true where rule.n < MIN_CELL_RESPONSES
@@ -123,6 +141,23 @@ def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     return people
 
 
+def history_for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The people-facing form of the published history tables (table name -> frame, those
+    of HISTORY_PEOPLE_TABLES): satisfaction figures under MIN_CELL_RESPONSES withheld."""
+    people = {}
+    for table, frame in frames.items():
+        if table == "history.changes":
+            # Whether the value changed is told from the exact values, before any is withheld.
+            # Rows newly quarantined add nothing to a mean (contribution 0): not a part to hide.
+            counted = pl.when(pl.col("part") != "newly_quarantined").then(pl.col("items"))
+            frame = frame.with_columns(counted.min().over(CHANGE_KEY).alias("fewest_items"), value_changed().alias("value_changed"))
+        frame = frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))
+        for rule in HISTORY_PEOPLE_TABLES[table]:
+            frame = withhold(frame, rule)
+        people[table] = frame
+    return people
+
+
 def with_seen_n(fan: pl.DataFrame) -> pl.DataFrame:
     """The fan with seen_n: the observed count at the as-of date (the newest observed
     point) of its indicator and year, which every point of the year's fan rests on."""
@@ -158,7 +193,29 @@ def open_for_people(published_path: Path) -> duckdb.DuckDBPyConnection:
         for table, columns in QUALITY_VIEWS.items():
             rows = NEWEST_ROW_ONLY.get(table, "")
             con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM published_file.{table} {rows}")
+        _add_history(con, "published_file")
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _add_history(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    """The history tables of the attached file in their people-facing form, under the
+    same names; those the file lacks (published by an earlier version) are left out."""
+    present = {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [catalog, catalog]
+    ).fetchall()}
+    wanted = [t for t in (*HISTORY_PEOPLE_TABLES, *HISTORY_VIEWS) if t in present]
+    if not wanted:
+        return
+    con.execute("CREATE SCHEMA IF NOT EXISTS history")
+    frames = history_for_people({t: con.sql(f"SELECT * FROM {catalog}.{t}").pl() for t in wanted if t in HISTORY_PEOPLE_TABLES})
+    for table, frame in frames.items():
+        con.register("people_frame", frame)
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM people_frame")
+        con.unregister("people_frame")
+    for table in wanted:
+        if table in HISTORY_VIEWS:
+            con.execute(f"CREATE VIEW {table} AS SELECT {HISTORY_VIEWS[table]} FROM {catalog}.{table}")

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import duckdb
+import polars as pl
 
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
 from keha_maksatus.forecast import history, nowcast
+from keha_maksatus.history.changes import PART_LABELS_FI, PART_ORDER
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import SUPPRESSED_FI, open_for_people
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
@@ -114,6 +116,7 @@ def build_report(con: duckdb.DuckDBPyConnection) -> list[Block]:
     if incomplete_seen:
         blocks.append(Paragraph(f"* Kesken: jakso ei ole päättynyt aineistossa (uusin poiminta {fi.date(as_of)}); luku voi vielä muuttua."))
 
+    blocks += changes_blocks(con)
     blocks += forecast_blocks(con)
     blocks += _trend_blocks(con)
     blocks += _data_quality_blocks(con)
@@ -143,6 +146,116 @@ def _campaign(details: dict | None) -> str:
         return fi.DASH
     figure = SUPPRESSED_FI if details["campaign_suppressed"] else fi.number(details["campaign_value"], 2)
     return f"{figure} (n = {fi.number(details['campaign_n'])})"
+
+
+CHANGES_HEADING = "Muutokset edelliseen raporttiin"
+NO_CHANGES_FI = "Suljettujen kausien luvut eivät ole muuttuneet edellisestä raportista (julkaistu {date})."
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.execute(
+        "SELECT count(*) FROM (SELECT schema_name, table_name FROM duckdb_tables() UNION ALL "
+        "SELECT schema_name, view_name FROM duckdb_views()) WHERE schema_name = ? AND table_name = ?",
+        [schema, name],
+    ).fetchall()[0][0])
+
+
+def _period_order(label: str) -> tuple[int, int]:
+    """1-6/2022 before 1-12/2022 before 1-6/2023."""
+    months, year = label.split("/")
+    return int(year), int(months.split("-")[-1])
+
+
+def changes_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
+    """The section "Muutokset edelliseen raporttiin": each closed period whose value changed
+    between the previous publish and this one (history.changes of the newest publication),
+    from what was reported to what it is now, and the parts of the change: what changed,
+    in which extract, how many applications or responses, and by how much. Nothing when
+    the file holds no earlier publish to compare with."""
+    if not (_exists(con, "history.changes") and _exists(con, "history.publication")):
+        return []
+    published = dict(con.execute("SELECT publication_no, published_at FROM history.publication").fetchall())
+    if len(published) < 2:
+        return []
+    newest, previous = sorted(published)[-1], sorted(published)[-2]
+    changes = con.sql(
+        "SELECT * FROM history.changes WHERE to_publication_no = ? AND complete AND value_changed", params=[newest]
+    ).pl()
+    blocks: list[Block] = [Heading(2, CHANGES_HEADING)]
+    if changes.is_empty():
+        return blocks + [Paragraph(NO_CHANGES_FI.format(date=fi.date(published[previous].date())))]
+    reported = {
+        (r["publication_no"], r["indicator"], r["period_label"]): r
+        for r in con.sql("SELECT publication_no, indicator, period_label, value, n, suppressed FROM history.quality_section").pl().iter_rows(named=True)
+    }
+    order = {SATISFACTION: 0, PROCESSING_TIME: 1}
+    periods = sorted(
+        changes.select(*CHANGE_COLUMNS).unique().iter_rows(named=True),
+        key=lambda r: (_period_order(r["period_label"]), order.get(r["indicator"], 2)),
+    )
+    blocks.append(Paragraph(
+        f"Suljettujen kausien luvut, jotka ovat muuttuneet edellisestä raportista (julkaistu "
+        f"{fi.date(published[periods[0]['from_publication_no']].date())}), ja muutoksen osat: mikä muuttui, missä poiminnassa, "
+        "kuinka monessa hakemuksessa tai vastauksessa ja paljonko se muutti lukua. Osien vaikutukset summautuvat "
+        "muutokseen (pyöristys voi näkyä viimeisessä desimaalissa)."
+    ))
+    parts = Table(["Mittari", "Jakso", "Muutoksen osa", "Poiminta", "Lukumäärä", "Vaikutus"], [], numeric={4, 5}, nowrap={1})
+    for period in periods:
+        rows = changes.filter(*[pl.col(c) == period[c] for c in CHANGE_COLUMNS]).sort(
+            pl.col("part").replace_strict(PART_ORDER, default=len(PART_ORDER)), "file_id", nulls_last=True)
+        first = rows.row(0, named=True)
+        blocks.append(Paragraph(_change_sentence(first, reported.get((period["from_publication_no"], period["indicator"], period["period_label"])),
+                                                 published[period["from_publication_no"]].date())))
+        for row in rows.iter_rows(named=True):
+            parts.rows.append([
+                fi.SHORT_NAMES.get(row["indicator"], row["indicator"]), row["period_label"],
+                PART_LABELS_FI.get(row["part"], row["part"]), row["file_name"] or fi.DASH, fi.number(row["items"]),
+                _contribution(row),
+            ])
+    return blocks + [parts]
+
+
+CHANGE_COLUMNS = ("indicator", "period_label", "from_publication_no", "to_publication_no")
+QUARANTINED_PART = "newly_quarantined"
+
+
+def _change_number(value: float | None, indicator: str, extra: int = 0) -> str:
+    return fi.signed(value, fi.DECIMALS.get(indicator, 2) + extra) + _unit(indicator)
+
+
+def _contribution(row: dict) -> str:
+    if row["part"] == QUARANTINED_PART:  # the earlier version of a rejected row stands
+        return "ei vaikutusta"
+    if row["contribution_suppressed"]:
+        return SUPPRESSED_FI
+    return _change_number(row["contribution"], row["indicator"], extra=1)
+
+
+def _change_sentence(row: dict, reported: dict | None, published_on) -> str:
+    """Käsittelyaika (pv), jakso 1-6/2022: raportoitu 15.7.2022: 30,1 pv (n = 120), nyt 29,8 pv (n = 125); muutos −0,3 pv.
+    The earlier value as that publish reported it (history.quality_section)."""
+    indicator, unit = row["indicator"], _unit(row["indicator"])
+    decimals = fi.DECIMALS.get(indicator, 2)
+    if reported is not None:
+        before_hidden, before, before_n = reported["suppressed"], reported["value"], reported["n"]
+    else:
+        before_hidden, before, before_n = row["suppressed_from"], row["value_from"], row["n_from"]
+    now_hidden = row["suppressed_to"]
+
+    def shown(value: float | None, hidden: bool) -> str:
+        return SUPPRESSED_FI if hidden else fi.DASH if value is None else f"{fi.number(value, decimals)}{unit}"
+
+    before_text, now_text = shown(before, before_hidden), shown(row["value_to"], now_hidden)
+    change = fi.DASH
+    if not (before_hidden or now_hidden) and before is not None and row["value_to"] is not None:
+        change = _change_number(row["value_to"] - before, indicator)
+    elif before_hidden or now_hidden:
+        change = SUPPRESSED_FI
+    return (
+        f"{fi.SHORT_NAMES.get(indicator, indicator)}, jakso {row['period_label']}: raportoitu {fi.date(published_on)}: "
+        f"{before_text} (n = {fi.number(before_n)}), nyt {now_text} (n = {fi.number(row['n_to'])}); muutos {change}."
+    )
 
 
 NO_FORECAST_FI = "Aineistossa ei ole käynnissä olevaa raportointikautta; ennustettavaa ei ole."

@@ -6,6 +6,7 @@ import polars as pl
 
 from keha_maksatus import kpi
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
+from keha_maksatus.history.changes import changes_since_last_publication, closed_period_changes
 from keha_maksatus.outputs import finnish
 from keha_maksatus.outputs.publish import check_data_volume
 from pipelines.metadata import markdown_table, table_metadata
@@ -15,17 +16,29 @@ from pipelines.resources import WarehouseResource
 KPI_TABLES = {table.split(".")[1]: table for table in kpi.TABLE_COMMENTS}
 
 
+CLOSED_PERIOD_CHECK = "closed_period_changed"
+
+
 @dg.multi_asset(
     specs=[dg.AssetSpec(name, description=kpi.TABLE_COMMENTS[table], group_name="kpi", deps=["decisions", "feedback"]) for name, table in KPI_TABLES.items()],
+    # Judged on the changes the step computes once (explaining them reads the row history).
+    check_specs=[dg.AssetCheckSpec(
+        CLOSED_PERIOD_CHECK, asset="quality_section",
+        description="No closed reporting period's value changed since the last publication; when one did, "
+                    "the check names the extracts that moved it (the parts are in the quality_section materialization).",
+    )],
 )
 def kpi_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
         kpi.build_kpis(con, warehouse.settings())
+        closed = closed_period_changes(changes_since_last_publication(con))
         for name, table in KPI_TABLES.items():
             metadata = table_metadata(con, table, preview_rows=40 if name == "quality_section" else 10)
             if name == "quality_section":
                 metadata.update(_headline_metadata(con))
+                metadata.update(closed_change_metadata(closed))
             yield dg.MaterializeResult(asset_key=name, metadata=metadata)
+    yield closed_period_check_result(closed)
 
 
 # Decimals as the report shows them: mean score 2, days 1.
@@ -114,6 +127,62 @@ def target_check_result(indicator: str, periods: pl.DataFrame) -> dg.AssetCheckR
             "closed_periods_missing_target": missed.height,
             "closed_periods": markdown_table(closed),
         },
+    )
+
+
+def explain_table(closed: pl.DataFrame) -> pl.DataFrame:
+    """The parts of each closed period's change (in changes_between's order), as the metadata shows them."""
+    return closed.select(
+        pl.col("period_label").alias("period"), "indicator",
+        pl.format("{} -> {}", _shown("value_from"), _shown("value_to")).alias("from -> to"),
+        "part", pl.col("file_name").alias("file"), "items",
+        pl.col("contribution").round(4).alias("contribution"),
+    ) if closed.height else closed
+
+
+def _shown(column: str) -> pl.Expr:
+    """A value as the report rounds it (2 decimals for satisfaction, 1 for days), as text."""
+    rounded = pl.when(pl.col("indicator") == SATISFACTION).then(pl.col(column).round(REPORT_DECIMALS[SATISFACTION])) \
+        .otherwise(pl.col(column).round(REPORT_DECIMALS[PROCESSING_TIME]))
+    return rounded.cast(pl.String).fill_null("none")
+
+
+def moving_files(closed: pl.DataFrame) -> list[str]:
+    """The extracts that moved the values: those of every part but rows newly quarantined
+    (a rejected row leaves the earlier version standing)."""
+    return sorted(set(closed.filter(pl.col("part") != "newly_quarantined")["file_name"].drop_nulls()))
+
+
+def change_summary(closed: pl.DataFrame) -> str:
+    """One line per changed closed period: from -> to and the files that moved it."""
+    lines = []
+    for (period, indicator), rows in closed.group_by("period_label", "indicator", maintain_order=True):
+        shown = explain_table(rows.head(1))["from -> to"][0]
+        lines.append(f"{period} {indicator}: {shown} (files: {', '.join(moving_files(rows)) or 'none'})")
+    return "; ".join(lines)
+
+
+def closed_change_metadata(closed: pl.DataFrame) -> dict:
+    """The quality_section metadata of closed periods changed since the last publication:
+    their count always, the explanation when there is one."""
+    metadata: dict = {"closed_periods_changed": closed.select("indicator", "period_label").unique().height if closed.height else 0}
+    if closed.height:
+        metadata["closed_period_change"] = change_summary(closed)
+        metadata["closed_period_change_parts"] = markdown_table(explain_table(closed), max_rows=100)
+    return metadata
+
+
+def closed_period_check_result(closed: pl.DataFrame) -> dg.AssetCheckResult:
+    """WARN when a closed period's value changed since the last publication, naming the
+    files that moved it."""
+    if closed.is_empty():
+        return dg.AssetCheckResult(asset_key="quality_section", check_name=CLOSED_PERIOD_CHECK, passed=True,
+                                   severity=dg.AssetCheckSeverity.WARN,
+                                   description="No closed period changed since the last publication.")
+    return dg.AssetCheckResult(
+        asset_key="quality_section", check_name=CLOSED_PERIOD_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+        description=f"Closed periods changed since the last publication: {change_summary(closed)}.",
+        metadata={"files": ", ".join(moving_files(closed)), "parts": markdown_table(explain_table(closed), max_rows=100)},
     )
 
 
