@@ -2,10 +2,12 @@
 
 import dagster as dg
 
+from pipelines.assets.history import FIGURES_AS_OF
+
 nightly_job = dg.define_asset_job(
     "nightly",
     # The figures as of a past date are built on request (job figures_as_of), never nightly.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("figures_as_of"),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(FIGURES_AS_OF),
     description="Ingest new exports, rebuild the KPIs and publish the warehouse.",
 )
 

@@ -15,6 +15,7 @@ from keha_maksatus.outputs.publish import PUBLISHED_TABLES
 from keha_maksatus.state import warehouse_files
 from pipelines.definitions import build_definitions, defs
 from pipelines.resources import WarehouseResource
+from pipelines.schedules import nightly_job
 from pipelines.sensors import new_exports_sensor
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, YTUNNUS, decision, response, write_export
@@ -50,6 +51,7 @@ def materialize(landing: Path, published: Path) -> dg.ExecuteInProcessResult:
     resource = WarehouseResource(landing_dir=str(landing), warehouse_path=str(published))
     return dg.materialize(
         [*defs.assets, *defs.asset_checks],
+        selection=nightly_job.selection,  # what the nightly run materializes (not the on-request figures_as_of)
         resources={"warehouse": resource},
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,

@@ -15,13 +15,15 @@ import pytest
 from keha_maksatus.failpoints import ENV as FAILPOINT_ENV
 from keha_maksatus.outputs.publish import PUBLISHED_TABLES, output_folders
 from keha_maksatus.state import warehouse_files
+from pipelines.assets.history import FIGURES_AS_OF
 from pipelines.definitions import defs
 from pipelines.resources import WarehouseResource
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, decision, response, write_export
 
 CLI = Path(sys.executable).parent / "keha-maksatus"
-OUTPUT_ASSETS = {"quality_report", "dashboard_pages", "kpi_exports"}
+# Left out of the publishes: the people-facing outputs, and the as-of build (on request only, needs its date).
+OUTPUT_ASSETS = {"quality_report", "dashboard_pages", "kpi_exports", FIGURES_AS_OF}
 
 
 def base_landing(folder: Path) -> Path:
