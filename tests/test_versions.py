@@ -28,17 +28,24 @@ EXTRACT_DATES = tuple(dt.date(2022, 1, 31) + dt.timedelta(days=7 * k) for k in r
 extract = st.fixed_dictionaries({
     "decisions": st.dictionaries(st.sampled_from(IDS), st.sampled_from(STATES), max_size=len(IDS)),
     "feedback": st.dictionaries(st.sampled_from(("V1", "V2", "V3")), st.sampled_from(SCORES), max_size=3),
+    # A correction extract's name sorts after every plain one, whatever its date: name order is not date order.
+    "correction": st.booleans(),
 })
+
+
+def names(k: int, content: dict) -> tuple[str, str]:
+    infix = "korjaus_" if content.get("correction") else ""
+    return (f"maksatuspaatokset_{infix}{EXTRACT_DATES[k]}.csv", f"asiakaspalaute_{infix}{EXTRACT_DATES[k]}.csv")
 
 
 def write_extract(folder: Path, k: int, content: dict) -> list[Path]:
     """Extract k: its applications and responses, and one row of its own (no two extracts share their bytes)."""
-    day = EXTRACT_DATES[k]
     decisions = [decision(i, saapunut, paatetty) for i, (saapunut, paatetty) in sorted(content["decisions"].items())]
     feedback = [response(v, "10.1.2022", score) for v, score in sorted(content["feedback"].items())]
+    decision_name, feedback_name = names(k, content)
     return [
-        write_export(folder, f"maksatuspaatokset_{day}.csv", DECISION_HEADER, [*decisions, decision(f"Z{k}", "2.1.2022")]),
-        write_export(folder, f"asiakaspalaute_{day}.csv", FEEDBACK_HEADER, [*feedback, response(f"Z{k}", "2.1.2022", "4")]),
+        write_export(folder, decision_name, DECISION_HEADER, [*decisions, decision(f"Z{k}", "2.1.2022")]),
+        write_export(folder, feedback_name, FEEDBACK_HEADER, [*feedback, response(f"Z{k}", "2.1.2022", "4")]),
     ]
 
 
@@ -52,10 +59,10 @@ def ingest_one_by_one(files: list[Path], landing: Path, work: Path) -> duckdb.Du
     return con
 
 
-def expected_state(extracts: list[dict], upto: int) -> dict:
-    """What extracts 0..upto alone say: each id as in the latest extract that sends it."""
+def expected_state(extracts: list[dict], chosen) -> dict:
+    """What the chosen extracts alone say: each id as in the latest of them, in file-name order, that sends it."""
     state = {}
-    for k in range(upto + 1):
+    for k in sorted(chosen, key=lambda k: names(k, extracts[k])[0]):
         for i, (saapunut, paatetty) in extracts[k]["decisions"].items():
             state[("decisions", i)] = (saapunut, paatetty)
         for v, score in extracts[k]["feedback"].items():
@@ -75,10 +82,16 @@ def observed_state(con: duckdb.DuckDBPyConnection, decisions_sql: str, feedback_
     return state
 
 
+def state_of(con: duckdb.DuckDBPyConnection, file_ids: list[int]) -> dict:
+    choose(con, file_ids)
+    return observed_state(con, versions.state_sql("decisions", "chosen_files"), versions.state_sql("feedback", "chosen_files"))
+
+
 def chain_changes(extracts: list[dict]) -> int:
-    """Versions the extracts make when they arrive in order: one per id and per change of its content."""
+    """Versions the extracts make when they arrive in file-name order: one per id and per change of its content."""
     count, last = 0, {}
-    for k, content in enumerate(extracts):
+    for k in sorted(range(len(extracts)), key=lambda k: names(k, extracts[k])[0]):
+        content = extracts[k]
         rows = {**{("d", i): s for i, s in content["decisions"].items()}, **{("f", v): s for v, s in content["feedback"].items()},
                 ("d", f"Z{k}"): "z", ("f", f"Z{k}"): "z"}
         for key, value in rows.items():
@@ -87,26 +100,32 @@ def chain_changes(extracts: list[dict]) -> int:
     return count
 
 
-def file_ids(con: duckdb.DuckDBPyConnection, upto: dt.date) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE chosen_files AS SELECT unnest(?::INTEGER[]) AS file_id",
-                [versions.files_as_of(con, upto)])
+def choose(con: duckdb.DuckDBPyConnection, file_ids: list[int]) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE chosen_files AS SELECT unnest(?::INTEGER[]) AS file_id", [file_ids])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def file_ids_of(con: duckdb.DuckDBPyConnection, extracts: list[dict], chosen) -> list[int]:
+    wanted = [name for k in chosen for name in names(k, extracts[k])]
+    return [f for (f,) in con.execute("SELECT file_id FROM quality.ingest_log WHERE file_name IN (SELECT unnest(?::VARCHAR[]))", [wanted]).fetchall()]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(extracts=st.lists(extract, min_size=2, max_size=5), data=st.data())
-def test_any_arrival_order_gives_the_state_of_each_prefix_of_extracts(tmp_path_factory, extracts, data):
+def test_any_arrival_order_gives_the_state_of_any_set_of_extracts(tmp_path_factory, extracts, data):
     root = tmp_path_factory.mktemp("versions")
     files = [path for k, content in enumerate(extracts) for path in write_extract(root / "all", k, content)]
     arrival = data.draw(st.permutations(files), label="arrival order")
     con = ingest_one_by_one(arrival, root / "landing", root / "work")
     try:
-        # The current state: each id as the latest extract (by date in the name) sends it, late arrivals or not.
-        assert observed_state(con, "SELECT * FROM core.decisions", "SELECT * FROM core.feedback") == expected_state(extracts, len(extracts) - 1)
-        # Any past state: what the extracts dated up to then alone give.
+        everything = range(len(extracts))
+        # The current state: each id as the latest extract in file-name order sends it, late arrivals or not.
+        assert observed_state(con, "SELECT * FROM core.decisions", "SELECT * FROM core.feedback") == expected_state(extracts, everything)
+        # The state as of each date: what the extracts dated up to then alone give.
         for k, day in enumerate(EXTRACT_DATES[: len(extracts)]):
-            file_ids(con, day)
-            state = observed_state(con, versions.state_sql("decisions", "chosen_files"), versions.state_sql("feedback", "chosen_files"))
-            assert state == expected_state(extracts, k), f"as of extract {k}"
+            assert state_of(con, versions.files_as_of(con, day)) == expected_state(extracts, range(k + 1)), f"as of {day}"
+        # Any set of extracts at all (a publication made before a late extract came is one).
+        for chosen in data.draw(st.lists(st.sets(st.sampled_from(everything), min_size=1), max_size=3), label="sets"):
+            assert state_of(con, file_ids_of(con, extracts, chosen)) == expected_state(extracts, chosen), f"extracts {sorted(chosen)}"
         # Each id's versions form one chain: each replaced by the next one's extract, the last one current.
         for kind, id_column in versions.ID_COLUMNS.items():
             broken = con.execute(
@@ -119,8 +138,8 @@ def test_any_arrival_order_gives_the_state_of_each_prefix_of_extracts(tmp_path_f
                 """
             ).fetchall()
             assert broken == []
-        if arrival == files:
-            # In order, a row sent again unchanged is no new version: one per change.
+        if sorted(arrival, key=lambda p: p.name) == arrival:
+            # In name order, a row sent again unchanged is no new version: one per change.
             stored = con.execute("SELECT (SELECT count(*) FROM history.decisions) + (SELECT count(*) FROM history.feedback)").fetchall()[0][0]
             assert stored == chain_changes(extracts)
     finally:
@@ -160,11 +179,9 @@ def test_an_older_extract_arriving_late_between_two_sightings_of_a_row(tmp_path)
     files = [path for k, content in enumerate(extracts) for path in write_extract(tmp_path / "all", k, content)]
     con = ingest_one_by_one(files[:2] + files[4:] + files[2:4], tmp_path / "landing", tmp_path / "work")
     try:
-        assert observed_state(con, "SELECT * FROM core.decisions", "SELECT * FROM core.feedback") == expected_state(extracts, 2)
+        assert observed_state(con, "SELECT * FROM core.decisions", "SELECT * FROM core.feedback") == expected_state(extracts, range(3))
         for k in range(3):
-            file_ids(con, EXTRACT_DATES[k])
-            state = observed_state(con, versions.state_sql("decisions", "chosen_files"), versions.state_sql("feedback", "chosen_files"))
-            assert state == expected_state(extracts, k)
+            assert state_of(con, versions.files_as_of(con, EXTRACT_DATES[k])) == expected_state(extracts, range(k + 1))
         chain = con.execute(
             "SELECT valid_from_file_id, replaced_by_file_id, paatetty IS NOT NULL FROM history.decisions "
             "WHERE hakemus_id = 'A1' ORDER BY valid_from_line, valid_from_file_id"
@@ -184,7 +201,7 @@ def test_the_docs_queries_of_versions_and_of_a_past_state_on_the_sample(sample_w
     con = duckdb.connect(str(sample_warehouse), read_only=True)
     try:
         for day in (dt.date(2021, 12, 31), dt.date(2022, 6, 30), dt.date(2022, 10, 31)):
-            con.execute("CREATE OR REPLACE TEMP TABLE chosen_files AS SELECT unnest(?::INTEGER[]) AS file_id", [versions.files_as_of(con, day)])
+            choose(con, versions.files_as_of(con, day))
             expected = con.execute(
                 f"SELECT count(*) FILTER (paatetty IS NULL), count(*) FILTER (paatetty IS NOT NULL) FROM ({versions.state_sql('decisions', 'chosen_files')})"
             ).fetchall()
@@ -197,3 +214,56 @@ def test_the_docs_queries_of_versions_and_of_a_past_state_on_the_sample(sample_w
         (True, "maksatuspaatokset_2021-12-31.csv", "maksatuspaatokset_2022-06-30.xlsx"),
         (False, "maksatuspaatokset_2022-06-30.xlsx", None),
     ]
+
+
+def test_a_late_extract_inside_a_span_of_unchanged_re_sends(tmp_path):
+    """A1 decided on 20.1. in the extracts of 31.1., 14.2. and 28.2. (not in 21.2.); the one of 7.2.
+    says 25.1. and arrives last. As of 14.2. the row was 20.1. again: 14.2. sent it."""
+    extracts = [
+        {"decisions": {"A1": STATES[1]}, "feedback": {}},
+        {"decisions": {"A1": STATES[2]}, "feedback": {}},
+        {"decisions": {"A1": STATES[1]}, "feedback": {}},
+        {"decisions": {}, "feedback": {}},
+        {"decisions": {"A1": STATES[1]}, "feedback": {}},
+    ]
+    files = [path for k, content in enumerate(extracts) for path in write_extract(tmp_path / "all", k, content)]
+    con = ingest_one_by_one(files[:2] + files[4:] + files[2:4], tmp_path / "landing", tmp_path / "work")
+    try:
+        for k, day in enumerate(EXTRACT_DATES[:5]):
+            assert state_of(con, versions.files_as_of(con, day)) == expected_state(extracts, range(k + 1)), f"as of {day}"
+        for chosen in ({0, 1, 3}, {1, 3}, {0, 4}, {1, 2}):
+            assert state_of(con, file_ids_of(con, extracts, chosen)) == expected_state(extracts, chosen)
+    finally:
+        con.close()
+
+
+def test_a_state_of_an_earlier_version_knows_its_history_from_the_upgrade_on(tmp_path):
+    import pytest
+
+    from keha_maksatus.errors import ConfigurationError
+
+    extracts = [{"decisions": {"A1": STATES[0]}, "feedback": {}}, {"decisions": {"A1": STATES[1]}, "feedback": {}}]
+    files = [path for k, content in enumerate(extracts) for path in write_extract(tmp_path / "all", k, content)]
+    con = ingest_one_by_one(files, tmp_path / "landing", tmp_path / "work")
+    # An earlier version kept the current rows alone.
+    con.execute("DROP SCHEMA history CASCADE")
+    for kind in versions.ID_COLUMNS:
+        con.execute(f"ALTER TABLE core.{kind} DROP COLUMN valid_from_file_id; ALTER TABLE core.{kind} DROP COLUMN valid_from_line")
+    con.close()
+    con = ingest_one_by_one([], tmp_path / "landing", tmp_path / "work")
+    try:
+        # The whole set of files known at the upgrade still gives its state; a part of it cannot.
+        assert state_of(con, versions.files_as_of(con, EXTRACT_DATES[1])) == expected_state(extracts, range(2))
+        with pytest.raises(ConfigurationError, match="rebuild the working state"):
+            versions.files_as_of(con, EXTRACT_DATES[0])
+        with pytest.raises(ConfigurationError, match="rebuild the working state"):
+            versions.resolve_point(con, EXTRACT_DATES[0].isoformat())
+        # Extracts after the upgrade are known as usual.
+        extracts.append({"decisions": {"A1": STATES[2]}, "feedback": {}})
+        later = write_extract(tmp_path / "all", 2, extracts[2])
+        for path in later:
+            shutil.copy(path, tmp_path / "landing" / path.name)
+        ingest_landing(con, tmp_path / "landing", TEST_KEY, load_settings())
+        assert state_of(con, versions.files_as_of(con, EXTRACT_DATES[2])) == expected_state(extracts, range(3))
+    finally:
+        con.close()
