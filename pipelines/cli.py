@@ -169,7 +169,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if is_demo:
         print("warning: KEHA_PSEUDONYM_KEY is not set; using the demo key, valid only for the bundled sample data.", file=sys.stderr)
 
-    from pipelines.assets.history import FIGURES_AS_OF
+    from pipelines.assets.history import AS_OF_JOB, FIGURES_AS_OF
     from pipelines.definitions import build_definitions
 
     if not files.working_file.exists():
@@ -187,7 +187,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         if as_of:
             run_config["ops"] = {FIGURES_AS_OF: {"config": {"as_of": as_of.isoformat(), "out": str(out)}}}
         with open_instance(home) as instance:
-            result = defs.resolve_job_def(FIGURES_AS_OF if as_of else "nightly").execute_in_process(
+            result = defs.resolve_job_def(AS_OF_JOB if as_of else "nightly").execute_in_process(
                 instance=instance,
                 run_id=run_id,
                 raise_on_error=False,

@@ -435,7 +435,7 @@ def test_figures_as_of_job_in_dagster(tmp_path):
     defs = build_definitions(str(SAMPLE), str(published))
     nightly = defs.resolve_job_def("nightly")
     assert "figures_as_of" not in {node.name for node in nightly.nodes_in_topological_order}  # built on request only
-    job = defs.resolve_job_def("figures_as_of")
+    job = defs.resolve_job_def("as_of_build")
     result = job.execute_in_process(run_config={"ops": {"figures_as_of": {"config": {"as_of": "30.6.2022"}}}})
     assert result.success
     [materialization] = [m for m in result.asset_materializations_for_node("figures_as_of")]

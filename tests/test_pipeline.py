@@ -78,6 +78,7 @@ def checks(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)  # what dagster dev and the webserver do: unique names and all
     job = defs.resolve_job_def("nightly")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {
         "ingested_files", "decisions", "feedback", "quality_section", "backlog", "published_warehouse",

@@ -1,5 +1,5 @@
 """History group: the figures as of a past date (keha_maksatus.history.as_of), launched with
-a date from the launchpad (job `figures_as_of`) or by `keha-maksatus run --as-of`."""
+a date from the launchpad (job `as_of_build`) or by `keha-maksatus run --as-of`."""
 
 import dagster as dg
 import duckdb
@@ -14,6 +14,8 @@ from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
 
 FIGURES_AS_OF = "figures_as_of"
+# The job that builds it: a name of its own (a job may not share its name with an asset's op).
+AS_OF_JOB = "as_of_build"
 
 
 class AsOfConfig(dg.Config):
@@ -67,7 +69,7 @@ def figures_as_of(context: dg.AssetExecutionContext, config: AsOfConfig, warehou
 
 
 figures_as_of_job = dg.define_asset_job(
-    FIGURES_AS_OF,
+    AS_OF_JOB,
     selection=dg.AssetSelection.assets("ingested_files", "decisions", "feedback", FIGURES_AS_OF),
     description=(
         "Ingest new exports into the working state, then build every KPI table as of the configured date into a file "
