@@ -6,6 +6,7 @@ ones they replaced."""
 from __future__ import annotations
 
 import csv
+import math
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -21,9 +22,12 @@ from xlsxwriter.utility import xl_col_to_name, xl_pixel_width
 
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
-    ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, ROLLUP_SHEETS_FI, SHEETS_FI, write_csv, write_exports,
+    ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, FILTER_BUTTON_PIXELS, PADDING_PIXELS, ROLLUP_SHEETS_FI, SHEETS_FI,
+    column_width, in_finnish, pixel_widths, sheets_of, write_csv, write_exports,
 )
+from keha_maksatus.outputs.exports import shown_text as exporter_shown_text
 from keha_maksatus.outputs import finnish as fi
+from keha_maksatus.outputs.disclosure import open_for_people
 from keha_maksatus.outputs.finnish import HEADERS_FI
 from keha_maksatus.outputs.publish import publish
 from keha_maksatus.warehouse import working_path
@@ -198,6 +202,116 @@ def test_sheets_in_finnish_header_frozen_filter_on_widths_fit(sample_exports):
             needed = max([xl_pixel_width(header) + 16] + [xl_pixel_width(t) for t in texts])
             pixels = widths[index] * 7 + 5  # Excel's width is in digit widths, plus 5 pixels of margin
             assert needed <= pixels <= needed + 40, (name, header, needed, pixels)
+
+
+# -- widths without formatting every cell, against formatting every cell
+
+
+def exhaustive_width(column: str, values: pl.Series) -> int:
+    """The width as it was computed before: every value formatted and measured."""
+    header = xl_pixel_width(HEADERS_FI.get(column, column)) + FILTER_BUTTON_PIXELS
+    shown = [exporter_shown_text(column, value) for value in values.drop_nulls().to_list()]
+    return max([header] + [xl_pixel_width(text) for text in shown]) + PADDING_PIXELS
+
+
+# narrow and wide characters (a long text of i's is narrower than a short one of W's),
+# Finnish letters, the no-break space, and anything else (8 pixels each)
+texts = st.one_of(st.text(alphabet=st.sampled_from("iIl.,:WMm@% 0\u00a0äöÅ€"), max_size=40), st.text(max_size=30))
+numeric_columns = st.sampled_from(["year", "n", "mean_days", "mean_score", "share_4_5", "haettu_eur", "not_formatted"])
+# (Babel's formatting, the old width's too, gives up on numbers past ~1e27)
+floats = st.one_of(
+    st.floats(-1e15, 1e15), st.floats(-1e7, 1e7),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 0.05, -0.05, 999.95, -999.95]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(numeric_columns, st.one_of(
+    st.lists(st.one_of(st.none(), st.integers(-10**13, 10**13)), max_size=30).map(lambda v: pl.Series(v, dtype=pl.Int64)),
+    st.lists(st.one_of(st.none(), floats), max_size=30).map(lambda v: pl.Series(v, dtype=pl.Float64)),
+))
+def test_width_of_numbers_from_their_extremes_is_the_exhaustive_one(column, values):
+    assert column_width(column, values) == exhaustive_width(column, values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["saapunut", "as_of", "hakemus_id", "period_label", "complete", "x"]), st.one_of(
+    st.lists(st.one_of(st.none(), st.dates()), max_size=30).map(lambda v: pl.Series(v, dtype=pl.Date)),
+    st.lists(st.one_of(st.none(), st.booleans()), max_size=30).map(lambda v: pl.Series(v, dtype=pl.Boolean)),
+    st.lists(st.one_of(st.none(), texts), max_size=30).map(lambda v: pl.Series(v, dtype=pl.String)),
+))
+def test_width_of_dates_yes_no_and_texts_is_the_exhaustive_one(column, values):
+    assert column_width(column, values) == exhaustive_width(column, values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=20))
+def test_pixel_widths_in_polars_are_xlsxwriters(strings):
+    assert pixel_widths(pl.Series(strings, dtype=pl.String)).to_list() == [xl_pixel_width(t) for t in strings]
+
+
+# -- a bounded workbook: long tables keep the rows that weigh most, the files keep all
+
+
+def sheet_note(exports_dir: Path, sheet: str) -> str | None:
+    """The note in A1 when the first row holds it alone (otherwise the row is the header)."""
+    first = pl.read_excel(exports_dir / "maksatus_kpi.xlsx", sheet_name=sheet, has_header=False, read_options={"n_rows": 1})
+    cells = [value for value in first.row(0) if value is not None]
+    return cells[0] if len(cells) == 1 and first.width > 1 else None
+
+
+def test_a_long_table_keeps_its_weightiest_rows_in_the_workbook_and_all_in_the_files(sample_exports, tmp_path):
+    published, _ = sample_exports
+    cap = 7
+    write_exports(published, tmp_path / "exports", max_rows=cap)
+    out = tmp_path / "exports"
+    con = open_for_people(published)  # the tables as the exports read them
+    try:
+        weightiest = [r[0] for r in con.execute(
+            "SELECT hakemus_id FROM kpi.pending_at_risk ORDER BY expected_effect_days DESC NULLS LAST, saapunut, hakemus_id"
+        ).fetchall()]
+        frames = {table: con.sql(f"SELECT * FROM {table}").pl() for table in EXPORTED_TABLES}
+    finally:
+        con.close()
+    pending = len(weightiest)
+    assert pending > cap
+    book = workbook_sheets(out / "maksatus_kpi.xlsx")
+    name = SHEETS_FI["kpi.pending_at_risk"]
+    note = sheet_note(out, name)
+    assert note == f"Työkirjassa {cap} eniten vaikuttavaa hakemusta; kaikki {pending:,} tiedostoissa kpi_pending_at_risk.csv ja .parquet".replace(",", fi.NBSP)
+    sheet = pl.read_excel(out / "maksatus_kpi.xlsx", sheet_name=name, read_options={"header_row": 1})
+    assert sheet["Hakemus"].to_list() == weightiest[:cap]
+    assert sheet["Odotettu vaikutus jakson keskiarvoon (pv)"].to_list() == sorted(sheet["Odotettu vaikutus jakson keskiarvoon (pv)"], reverse=True)
+    # the note and the header stay in view; the table and its filter start below the note
+    pane = book[name]["root"].find("m:sheetViews/m:sheetView/m:pane", NS)
+    assert (pane.get("ySplit"), pane.get("topLeftCell")) == ("2", "A3")
+    (table,) = book[name]["tables"]
+    assert table.find("m:autoFilter", NS).get("ref") == f"A2:{xl_col_to_name(sheet.width - 1)}{cap + 2}"
+    # the .csv and .parquet hold every application
+    assert [row["Hakemus"] for row in read_csv(out / "kpi_pending_at_risk.csv")] == weightiest
+    assert pl.read_parquet(out / "kpi_pending_at_risk.parquet").height == pending
+    # every other sheet: over the cap, its first rows and a note naming its own files; otherwise whole, no note
+    capped = 0
+    for table_name, frame in frames.items():
+        for part in sheets_of(table_name, frame):
+            note = sheet_note(out, part.name)
+            rows = pl.read_excel(out / "maksatus_kpi.xlsx", sheet_name=part.name, read_options={"header_row": 1 if note else 0})
+            csv_rows = read_csv(out / f"{part.file_stem}.csv")
+            assert len(csv_rows) == part.frame.height, part.name
+            if part.frame.height <= cap:
+                assert note is None and rows.height == part.frame.height, part.name
+                continue
+            capped += 1
+            assert rows.height == cap, part.name
+            parquet = part.table.replace(".", "_") + ".parquet"
+            files = f"{part.file_stem}.csv ja " + (".parquet" if part.file_stem + ".parquet" == parquet else parquet)
+            kept = "eniten vaikuttavaa hakemusta" if part.table == "kpi.pending_at_risk" else "ensimmäistä riviä"
+            assert note == f"Työkirjassa {cap} {kept}; kaikki {part.frame.height:,} tiedostoissa {files}".replace(",", fi.NBSP)
+            if part.table != "kpi.pending_at_risk":  # the table's own order: its first rows
+                first = in_finnish(part.frame.head(cap))
+                text_columns = [c for c, dtype in first.schema.items() if dtype == pl.String]
+                assert text_columns and rows.select(text_columns).cast(pl.String).equals(first.select(text_columns)), part.name
+    assert capped >= 4  # the monthly tables' detail and roll-up sheets too
 
 
 # -- Finnish formats (keha_maksatus.outputs.finnish, Babel's fi_FI) against the hand-written ones

@@ -11,6 +11,11 @@ All three hold what people may see (disclosure): satisfaction figures under 5 re
 are empty cells with a column saying they were withheld. No text cell is ever a formula:
 .xlsx cells hold text as strings, and a .csv text cell that would start a formula is
 prefixed with `'`.
+
+A sheet holds at most WORKBOOK_MAX_ROWS rows (the pending applications run to hundreds of
+thousands at scale, past what a workbook opens or writes in reasonable time): a longer table
+keeps the rows that weigh most, with a note above the header saying where the whole table is.
+The .csv and .parquet files always hold every row.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import polars as pl
 import xlsxwriter
-from xlsxwriter.utility import xl_pixel_width
+from xlsxwriter.utility import CHAR_WIDTHS, xl_pixel_width
 
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import open_for_people
@@ -105,6 +110,17 @@ EXCEL_FORMATS = {
 WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False, "nan_inf_to_errors": True}
 FILTER_BUTTON_PIXELS = 20
 PADDING_PIXELS = 7
+DEFAULT_CHAR_PIXELS = 8  # xl_pixel_width's width of a character missing from CHAR_WIDTHS
+# At most this many rows of a table on its sheet; the .csv and .parquet hold all of them.
+WORKBOOK_MAX_ROWS = 10_000
+# Which rows a sheet over the cap keeps: those first in this order (the rest keep the
+# table's own order), and what the note calls them.
+WORKBOOK_ORDER = {
+    # largest expected effect on the period's mean first, as the dashboards' list
+    "kpi.pending_at_risk": (("expected_effect_days", "saapunut", "hakemus_id"), (True, False, False)),
+}
+KEPT_ROWS_FI = {"kpi.pending_at_risk": "eniten vaikuttavaa hakemusta"}
+KEPT_ROWS_DEFAULT_FI = "ensimmäistä riviä"
 
 
 @dataclass(frozen=True)
@@ -147,9 +163,10 @@ def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.when(formula).then(pl.lit("'") + text).otherwise(text).name.keep())
 
 
-def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
+def write_exports(published_path: Path, out_dir: Path, max_rows: int = WORKBOOK_MAX_ROWS) -> list[Path]:
     """Write every KPI table into out_dir (replaced as a whole): one workbook with a sheet
-    per table (roll-ups on a sheet of their own), a .csv per sheet and a .parquet per table."""
+    per table (roll-ups on a sheet of their own, at most max_rows rows each), a .csv per
+    sheet and a .parquet per table."""
     out_dir = Path(out_dir)
     build = new_build_directory(out_dir)
     con = open_for_people(published_path)
@@ -165,7 +182,7 @@ def write_exports(published_path: Path, out_dir: Path) -> list[Path]:
         for sheet in sheets_of(table, frame):
             write_csv(sheet.frame, build / f"{sheet.file_stem}.csv")
             names.append(f"{sheet.file_stem}.csv")
-    _write_workbook(build / "maksatus_kpi.xlsx", frames)
+    _write_workbook(build / "maksatus_kpi.xlsx", frames, max_rows)
     replace_directory(build, out_dir)
     return [out_dir / "maksatus_kpi.xlsx"] + [out_dir / name for name in names]
 
@@ -180,30 +197,92 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
     )).write_csv(path, separator=";", decimal_comma=True, include_bom=True)
 
 
-def _write_workbook(path: Path, frames: dict[str, pl.DataFrame]) -> None:
+def _write_workbook(path: Path, frames: dict[str, pl.DataFrame], max_rows: int = WORKBOOK_MAX_ROWS) -> None:
     with xlsxwriter.Workbook(path, WORKBOOK_OPTIONS) as workbook:
         for table, frame in frames.items():
             for sheet in sheets_of(table, frame):
-                _write_sheet(workbook, sheet)
+                _write_sheet(workbook, sheet, max_rows)
 
 
-def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet) -> None:
-    """A sheet with its header row frozen, a filter on every column and widths that fit."""
-    columns = sheet.frame.columns
+def workbook_rows(sheet: Sheet, max_rows: int) -> tuple[pl.DataFrame, str | None]:
+    """The rows of the sheet in the workbook, and the note when they are not all of them."""
+    if sheet.frame.height <= max_rows:
+        return sheet.frame, None
+    frame = sheet.frame
+    if sheet.table in WORKBOOK_ORDER:
+        by, descending = WORKBOOK_ORDER[sheet.table]
+        frame = frame.sort(by, descending=list(descending), nulls_last=True, maintain_order=True)
+    stem = sheet.table.replace(".", "_")
+    files = f"{sheet.file_stem}.csv ja " + (".parquet" if sheet.file_stem == stem else f"{stem}.parquet")
+    kept = KEPT_ROWS_FI.get(sheet.table, KEPT_ROWS_DEFAULT_FI)
+    note = f"Työkirjassa {fi.number(max_rows)} {kept}; kaikki {fi.number(sheet.frame.height)} tiedostoissa {files}"
+    return frame.head(max_rows), note
+
+
+def _write_sheet(workbook: xlsxwriter.Workbook, sheet: Sheet, max_rows: int) -> None:
+    """A sheet with its header row frozen, a filter on every column and widths that fit;
+    a sheet cut to max_rows has the note above its header (frozen with it)."""
+    frame, note = workbook_rows(sheet, max_rows)
+    columns = frame.columns
     formats = {fi.HEADERS_FI.get(c, c): EXCEL_FORMATS[c] for c in columns if c in EXCEL_FORMATS}
-    widths = {fi.HEADERS_FI.get(c, c): column_width(c, sheet.frame[c]) for c in columns}
-    in_finnish(sheet.frame).write_excel(
-        workbook, worksheet=sheet.name, column_formats=formats, dtype_formats={pl.Date: DATE_FORMAT},
-        column_widths=widths, autofilter=True, freeze_panes=(1, 0), table_style="Table Style Light 9",
+    widths = {fi.HEADERS_FI.get(c, c): column_width(c, frame[c]) for c in columns}
+    first_row = 1 if note else 0
+    in_finnish(frame).write_excel(
+        workbook, worksheet=sheet.name, position=(first_row, 0), column_formats=formats,
+        dtype_formats={pl.Date: DATE_FORMAT}, column_widths=widths, autofilter=True,
+        freeze_panes=(first_row + 1, 0), table_style="Table Style Light 9",
     )
+    if note:
+        workbook.get_worksheet_by_name(sheet.name).write_string(0, 0, note, workbook.add_format({"bold": True}))
 
 
 def column_width(column: str, values: pl.Series) -> int:
     """Pixels that fit the header (with its filter button) and every value as shown."""
     header = xl_pixel_width(fi.HEADERS_FI.get(column, column)) + FILTER_BUTTON_PIXELS
-    shown = [shown_text(column, value) for value in values.drop_nulls().to_list()]
-    cells = max((xl_pixel_width(text) for text in shown), default=0)
-    return max(header, cells) + PADDING_PIXELS
+    return max(header, widest_cell(column, values)) + PADDING_PIXELS
+
+
+def widest_cell(column: str, values: pl.Series) -> int:
+    """Pixels of the widest value as shown, without formatting every value: digits are
+    equally wide, so the widest number is an extreme (most digits, with or without a sign);
+    texts are measured in polars; dates, yes/no and anything else by distinct value."""
+    values = values.drop_nulls()
+    if values.is_empty():
+        return 0
+    if values.dtype == pl.String:
+        return int(pixel_widths(values.unique()).max())
+    if values.dtype.is_integer() or values.dtype.is_float():
+        finite = values.filter(values.is_finite()) if values.dtype.is_float() else values
+        candidates = [finite.min(), finite.max()] if len(finite) else []
+        if values.dtype.is_float():
+            candidates += values.filter(~values.is_finite()).unique().to_list()  # NaN, ±inf
+            zeros = finite.filter(finite == 0)
+            if len(zeros) and (1.0 / zeros).min() < 0:
+                candidates.append(-0.0)  # shown "-0,00", wider than the extremes when none is negative
+    else:
+        candidates = values.unique().to_list()
+    return max(xl_pixel_width(shown_text(column, value)) for value in candidates)
+
+
+def _width_classes() -> dict[int, str]:
+    """A regex character class per pixel width in xl_pixel_width's table."""
+    chars: dict[int, list[str]] = {}
+    for char, width in CHAR_WIDTHS.items():
+        chars.setdefault(width, []).append(char)
+    return {width: "[" + "".join(f"\\x{{{ord(c):X}}}" for c in group) + "]" for width, group in chars.items()}
+
+
+WIDTH_CLASSES = _width_classes()
+
+
+def pixel_widths(texts: pl.Series) -> pl.Series:
+    """xl_pixel_width of each text, in polars: the characters of each width counted."""
+    counts = {width: pl.col("t").str.count_matches(pattern) for width, pattern in WIDTH_CLASSES.items()}
+    known = pl.sum_horizontal(*counts.values())
+    width = pl.sum_horizontal(*(count * width for width, count in counts.items()))
+    return pl.DataFrame({"t": texts}).select(
+        width + (pl.col("t").str.len_chars() - known) * DEFAULT_CHAR_PIXELS
+    ).to_series()
 
 
 def shown_text(column: str, value: object) -> str:
