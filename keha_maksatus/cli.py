@@ -120,7 +120,6 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 EXPLAIN_INDICATORS = {"processing": (PROCESSING_TIME,), "satisfaction": (SATISFACTION,), "both": (PROCESSING_TIME, SATISFACTION)}
-DECIMALS = {PROCESSING_TIME: 1, SATISFACTION: 2}  # as the report shows the values
 
 
 def explain_text(warehouse: Path, period: str, start: str | None, end: str | None, indicator: str = "both", top: int = 10) -> str:
@@ -188,24 +187,34 @@ def _has_table(con, schema: str, table: str) -> bool:
     ).fetchall()[0][0])
 
 
-def _explain_indicator(name: str, label: str, rows: pl.DataFrame, items: pl.DataFrame, top: int) -> list[str]:
-    from keha_maksatus.history.changes import PART_LABELS_FI
+def _explain_indicator(name: str, label: str, found: pl.DataFrame, items: pl.DataFrame, top: int) -> list[str]:
+    from keha_maksatus.history.changes import PART_LABELS_FI, QUARANTINED_PART
     from keha_maksatus.kpi import MIN_CELL_RESPONSES
+    from keha_maksatus.outputs import finnish
+    from keha_maksatus.outputs.disclosure import history_for_people
 
     lines = [f"{INDICATORS[name]} ({name}), {label}"]
+    rows = found.filter(pl.col("period_label") == label)
+    rejected = [
+        f"  Rows newly rejected (quarantine), changing no figure (their period is not known): {r['items']} in "
+        f"{r['file_name']} (file {r['file_id']})"
+        for r in found.filter(pl.col("part") == QUARANTINED_PART).iter_rows(named=True)
+    ]
     if rows.is_empty():
-        return lines + ["  No change: no application or response counted in this period differs between the two points."]
-    first = rows.row(0, named=True)
-    decimals = DECIMALS[name]
+        return lines + ["  No change: no application or response counted in this period differs between the two points.", *rejected]
+    # The under-5 rule of the published outputs (disclosure.history_for_people): a
+    # satisfaction value on fewer than 5 responses is withheld, and so is every part when
+    # any of them rests on so few.
+    people = history_for_people({"history.changes": rows})["history.changes"]
+    first = people.row(0, named=True)
+    hide_from, hide_to = first["suppressed_from"], first["suppressed_to"]
+    hide_parts = bool(people["contribution_suppressed"].any())
+    decimals = finnish.DECIMALS[name]  # as the report shows the values
     lines[0] += " (closed)" if first["complete"] else " (still running)"
-    # The under-5 rule of the published outputs: a satisfaction value on fewer than 5
-    # responses is withheld, and so is every part when any of them rests on so few.
-    hide_from = name == SATISFACTION and first["n_from"] < MIN_CELL_RESPONSES
-    hide_to = name == SATISFACTION and first["n_to"] < MIN_CELL_RESPONSES
-    hide_parts = name == SATISFACTION and (hide_from or hide_to or rows["items"].min() < MIN_CELL_RESPONSES)
+    first = rows.row(0, named=True)  # the exact values, shown only where not withheld
 
     def value(v, n, hidden):
-        if hidden:
+        if v is not None and hidden:
             return f"withheld (n {n}, under {MIN_CELL_RESPONSES} responses)"
         return f"{'none' if v is None else f'{v:.{decimals}f}'} (n {n})"
 
@@ -216,7 +225,7 @@ def _explain_indicator(name: str, label: str, rows: pl.DataFrame, items: pl.Data
         text += f", change {change:+.4f}"
     lines.append(text)
     if not defined:
-        lines.append("  No decomposition: the mean is undefined on one side (n = 0); the items that changed:")
+        lines.append("  No decomposition: the mean is undefined on one side (n = 0); the parts that changed:")
     elif hide_parts:
         lines.append(f"  Contributions withheld: a part rests on fewer than {MIN_CELL_RESPONSES} responses.")
     width = max(len(PART_LABELS_FI[p]) for p in rows["part"])
@@ -227,6 +236,7 @@ def _explain_indicator(name: str, label: str, rows: pl.DataFrame, items: pl.Data
     if defined and not hide_parts:
         total = rows["contribution"].sum()
         lines.append(f"  {'sum of the parts':<{width}}  {'':>6}  {total:>+12.4f}  = the change {change:+.4f}")
+    lines.extend(rejected)
     items = items.filter((pl.col("indicator") == name) & (pl.col("period_label") == label))
     if name == PROCESSING_TIME and top and items.height:
         movers = items.head(top)

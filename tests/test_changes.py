@@ -15,13 +15,15 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from keha_maksatus import kpi, warehouse
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION, load_settings
-from keha_maksatus.history import changes, versions
+from keha_maksatus.history import changes, publications, versions
 from keha_maksatus.ingest.store import ingest_landing
 from keha_maksatus.outputs.publish import publish
+from keha_maksatus.outputs.report import NO_CHANGES_FI, Paragraph, Table
 from keha_maksatus.warehouse import working_path
 from pipelines.cli import main as cli_main
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, TEST_KEY, build_working, decision, response, write_export
+from test_report_changes import published_on, section
 
 TOLERANCE = 1e-9
 # Extract dates: 1-6/2022 closes with the second, 1-12/2022 with the last.
@@ -153,14 +155,15 @@ def test_parts_sum_exactly_to_the_change_of_the_quality_section(tmp_path_factory
         assert value_to == pytest.approx(new["value"], abs=TOLERANCE) if new["value"] is not None else value_to is None
         if key in after:
             assert complete == after[key]["complete"], key
-        assert rows["items"].min() > 0
-        assert rows.filter(pl.col("part") == "newly_quarantined")["contribution"].to_list() in ([], [0.0] * rows.filter(
-            pl.col("part") == "newly_quarantined").height)
+        assert rows["items"].min() > 0 and changes.QUARANTINED_PART not in rows["part"]
         if old["n"] and new["n"]:
             assert abs(rows["contribution"].sum() - (new["value"] - old["value"])) < TOLERANCE, key
         else:  # a mean undefined on one side: no decomposition
-            assert rows.filter(pl.col("part") != "newly_quarantined")["contribution"].null_count() == rows.filter(
-                pl.col("part") != "newly_quarantined").height
+            assert rows["contribution"].null_count() == rows.height
+    # Rows newly rejected: once per indicator and extract of the to-side only, under no period, moving nothing.
+    rejected = found.filter(pl.col("part") == changes.QUARANTINED_PART)
+    assert rejected.select("indicator", "file_id").is_unique().all() and rejected["period_label"].null_count() == rejected.height
+    assert rejected["contribution"].to_list() == [0.0] * rejected.height and (rejected["items"] > 0).all()
     if start == end:
         assert found.is_empty()
 
@@ -224,7 +227,7 @@ def test_a_late_correction_in_a_closed_period_names_the_correcting_file(two_publ
     found = history_changes(two_publishes)
     closed = found.filter((pl.col("indicator") == PROCESSING_TIME) & (pl.col("period_label") == "1-6/2022"))
     # 1-6/2022 closed with the first extracts: (10 + 30) / 2, then (10 + 10) / 2.
-    assert closed.filter(pl.col("part") != "newly_quarantined").select(
+    assert closed.select(
         "from_publication_no", "to_publication_no", "complete", "value_from", "value_to", "n_from", "n_to",
         "part", "file_name", "items", "contribution",
     ).to_dicts() == [{
@@ -232,9 +235,15 @@ def test_a_late_correction_in_a_closed_period_names_the_correcting_file(two_publ
         "n_from": 2, "n_to": 2, "part": "days_corrected", "file_name": "maksatuspaatokset_2022-08-31.csv",
         "items": 1, "contribution": -10.0,
     }]
-    # The rejected row of the correcting extract is named too, moving nothing.
-    [rejected] = closed.filter(pl.col("part") == "newly_quarantined").to_dicts()
-    assert (rejected["file_name"], rejected["items"], rejected["contribution"]) == ("maksatuspaatokset_2022-08-31.csv", 1, 0.0)
+    # The rejected row of the correcting extract (a new application, A4) is named once, under
+    # no period (1-12/2022 moved too), moving nothing.
+    [rejected] = found.filter(pl.col("part") == changes.QUARANTINED_PART).to_dicts()
+    assert {k: rejected[k] for k in ("indicator", "period_label", "complete", "value_from", "n_to", "file_name", "items",
+                                     "contribution")} == {
+        "indicator": PROCESSING_TIME, "period_label": None, "complete": None, "value_from": None, "n_to": None,
+        "file_name": "maksatuspaatokset_2022-08-31.csv", "items": 1, "contribution": 0.0}
+    assert found.filter(pl.col("period_label") == "1-12/2022").height > 0
+    kept, found = found, found.filter(pl.col("part") != changes.QUARANTINED_PART)
     log = dict(duckdb.connect(str(two_publishes), read_only=True).sql(
         "SELECT file_name, file_id FROM quality.ingest_log").fetchall())
     assert set(found["file_id"].drop_nulls()) <= set(log.values())
@@ -250,8 +259,8 @@ def test_a_late_correction_in_a_closed_period_names_the_correcting_file(two_publ
 
     # A third publish on the same files adds no rows; the working file keeps what the published one has.
     build_and_publish(tmp_path / "landing", tmp_path)
-    assert history_changes(two_publishes).equals(found)
-    assert history_changes(working_path(tmp_path / "work")).equals(found)
+    assert history_changes(two_publishes).equals(kept)
+    assert history_changes(working_path(tmp_path / "work")).equals(kept)
 
 
 def test_changes_of_a_publish_that_never_reached_the_file_are_dropped(tmp_path):
@@ -272,12 +281,80 @@ def test_changes_of_a_publish_that_never_reached_the_file_are_dropped(tmp_path):
     assert set(found["to_publication_no"]) == {2} and found.filter(pl.col("part") == "days_corrected").height == 2
 
 
+def test_the_first_publish_after_an_earlier_versions_publication_records_no_changes(tmp_path):
+    """An earlier version kept one meta.publication row with no file list: what it rested
+    on is not known, which is not nothing, so no change is recorded or reported."""
+    landing = tmp_path / "landing"
+    first_extracts(landing)
+    published = build_and_publish(landing, tmp_path)
+    # An earlier version had a one-row meta.publication and no history, in the working and the published file.
+    for path in (working_path(tmp_path / "work"), published):
+        con = duckdb.connect(str(path))
+        try:
+            con.execute("DROP SCHEMA history CASCADE")
+            con.execute("CREATE TABLE meta.publication_old AS SELECT published_at, run_id, as_of, decisions, responses "
+                        "FROM meta.publication")
+            con.execute("DROP TABLE meta.publication; ALTER TABLE meta.publication_old RENAME TO publication")
+            for kind in ("decisions", "feedback"):
+                con.execute(f"ALTER TABLE core.{kind} DROP COLUMN valid_from_file_id; ALTER TABLE core.{kind} DROP COLUMN valid_from_line")
+        finally:
+            con.close()
+    late_correction(landing)
+    con = build_working(landing, tmp_path / "work")
+    try:
+        assert publications.last_publication_files(con, published) is None
+        assert publications.changes_since_last_publication(con, published).is_empty()
+        publish(con, working_path(tmp_path / "work"), published)
+    finally:
+        con.close()
+    assert history_changes(published).is_empty()
+    assert [b.text for b in section(published)] == [NO_CHANGES_FI.format(date=published_on(published, 1))]
+
+
+def test_rows_newly_rejected_are_told_once_and_withhold_nothing(tmp_path, capsys):
+    """A feedback extract brings five responses of 1-6/2022 and one rejected row: the
+    rejected row is told once (no period), and the part of five responses is shown in
+    explain (disclosure's rule) and in the report."""
+    landing = tmp_path / "landing"
+    first_extracts(landing)
+    published = build_and_publish(landing, tmp_path)
+    rejected_file = "asiakaspalaute_2022-08-31.csv"
+    write_export(landing, rejected_file, FEEDBACK_HEADER, [
+        *[response(f"W{i}", f"{i + 1}.6.2022", "5") for i in range(5)], response("W9", "1.10.2022", "7"),
+    ])
+    build_and_publish(landing, tmp_path)
+
+    found = history_changes(published)
+    [rejected] = found.filter(pl.col("part") == changes.QUARANTINED_PART).to_dicts()
+    assert (rejected["indicator"], rejected["period_label"], rejected["file_name"], rejected["items"], rejected["contribution"]) == (
+        SATISFACTION, None, rejected_file, 1, 0.0)
+    # The five new responses are 1-6/2022's and 1-12/2022's part; the rejected row is in neither.
+    for period in ("1-6/2022", "1-12/2022"):
+        rows = found.filter((pl.col("indicator") == SATISFACTION) & (pl.col("period_label") == period))
+        assert rows.select("part", "items").rows() == [("new_responses", 5)], period
+
+    code, out, err = explain(capsys, "1-6/2022", "--warehouse", str(published), "--indicator", "satisfaction")
+    assert code == 0, err
+    # (19 + 25) / 10 from 19 / 5: a part of five responses is shown; the rejected row withholds nothing.
+    assert "value: 3.80 (n 5) -> 4.40 (n 10), change +0.6000" in out and "Contributions withheld" not in out
+    assert "+0.6000  = the change +0.6000" in out
+    [told] = [line for line in out.splitlines() if "newly rejected" in line]
+    assert f"1 in {rejected_file}" in told
+    blocks = section(published)
+    sentences = [b.text for b in blocks if isinstance(b, Paragraph)]
+    [parts] = [b for b in blocks if isinstance(b, Table)]
+    assert [row[-1] for row in parts.rows if row[1] == "1-6/2022"] == ["+0,600"]  # shown, to three decimals
+    assert [s for s in sentences if rejected_file in s] == [
+        f"Uusissa poiminnoissa hylättyjä rivejä (karanteeni): {rejected_file} 1 rivi. "
+        "Hylätty rivi ei muuta lukuja: rivin aiempi versio jää voimaan."]
+
+
 def test_no_change_between_the_same_files_and_none_before_the_first_publish(tmp_path):
     landing = tmp_path / "landing"
     first_extracts(landing)
     con = build_working(landing, tmp_path / "work")
     try:
-        assert changes.changes_since_last_publication(con).is_empty()
+        assert publications.changes_since_last_publication(con, tmp_path / "pub" / "maksatus.duckdb").is_empty()
         files = versions.files_as_of(con, dt.date(2022, 6, 30))
         assert changes.changes_between(con, files, list(reversed(files))).is_empty()
         # From nothing at all: every item is new and no mean exists to decompose against.

@@ -3,6 +3,7 @@ materialization, over the real job run in process three times on real small file
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -67,3 +68,24 @@ def test_a_corrected_closed_period_warns_naming_the_file_and_an_unchanged_run_pa
     assert "Suljettujen kausien luvut eivät ole muuttuneet edellisestä raportista" in materialization(third, "quality_report")["report"].value
     # The publication history stays on published_warehouse.
     assert materialization(third, "published_warehouse")["publication_no"].value == 3
+
+
+def test_after_a_publish_that_never_reached_the_file_the_check_and_the_report_agree(tmp_path):
+    """The working file recorded publication 2 but the published file stayed at 1 (a
+    publish killed before the replace, here the published file put back): the next run
+    compares with publication 1, in the check as in the report."""
+    landing, published = tmp_path / "landing", tmp_path / "wh" / "maksatus.duckdb"
+    decisions_of_june(landing)
+    run(landing, published)
+    shutil.copy(published, tmp_path / "first.duckdb")
+    write_export(landing, CORRECTION, DECISION_HEADER, [decision("A2", "1.3.2022", "11.3.2022", tukimuoto="esr", yksikko="ELY-KES")])
+    run(landing, published)
+    shutil.copy(tmp_path / "first.duckdb", published)  # publication 2 never reached the file
+
+    again = run(landing, published)
+    check = checks(again)[CHECK]
+    assert not check.passed and CORRECTION in check.description and "20.0 -> 10.0" in check.description
+    assert materialization(again, "quality_section")["closed_periods_changed"].value == 1
+    report = materialization(again, "quality_report")["report"].value.replace("\\", "")
+    assert CHANGES_HEADING in report and CORRECTION in report
+    assert materialization(again, "published_warehouse")["publication_no"].value == 2

@@ -7,7 +7,9 @@ or response) counted only in the to-state adds (d1 - m0) / n1, one counted in bo
 m1 - m0. Only ids with a version brought by a file in one set but not the other can
 differ, so the items are read for those ids alone (history.decisions / history.feedback,
 versions.state_sql); the states' totals come from the current state (core.*) when one
-side is it, the other side's by the items' difference.
+side is it, the other side's by the items' difference. Rows newly rejected (quality.quarantine) change no
+figure (the earlier version of a rejected row stands): they are told once per comparison
+and kind, with no period.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import duckdb
 import polars as pl
@@ -34,7 +36,7 @@ PART_LABELS_FI = {
     "dates_out_of_period": "Päivämäärä korjattu kauden ulkopuolelle",
     "days_corrected": "Käsittelyaika korjattu",
     "score_corrected": "Arvosana korjattu",
-    "outcome_changed": "Päätös palautunut käsittelyyn",
+    "decision_reverted": "Päätös palautunut käsittelyyn",
     "classification_changed": "Arvosana, kysely tai palvelu muuttunut",
     "no_longer_in_data": "Ei enää aineistossa",
     "newly_quarantined": "Uudet hylätyt rivit (karanteeni)",
@@ -54,30 +56,38 @@ CHANGE_TOLERANCE = 1e-9  # a mean recomputed over the same rows may differ in it
 
 @dataclass(frozen=True)
 class Indicator:
-    """How one indicator counts an item of its core table (SQL over a row alias `s`) and
-    what its parts are called."""
+    """How one indicator counts an item of its core table (SQL over a row alias, given)
+    and what its parts are called."""
 
     kind: str
-    counted: str  # the row is in the mean
-    month: str  # the month that places it in a period, as kpi's cells do
-    value: str
+    counted: Callable[[str], str]  # the row is in the mean
+    month: Callable[[str], str]  # the month that places it in a period
+    value: Callable[[str], str]
     new_part: str
     since_part: str  # in the mean now, not before, though present with a date in the period
     reversed_part: str  # in the mean before, present now but no longer counted
     corrected_part: str
 
 
+# What counts in each quality-section mean is defined in keha_maksatus/kpi.py
+# (_build_cells, _build_monthly_sums, _build_quality_section: decided applications by the
+# month of paatetty; scored maksatus responses of the official surveys, kpi.OFFICIAL_SQL,
+# by the month of vastattu). These are the same rules per row; a change there must be
+# made here too (test_changes' property compares with fresh kpi runs and finds a drift).
 INDICATORS = {
     PROCESSING_TIME: Indicator(
-        "decisions", "s.paatetty IS NOT NULL", "date_trunc('month', s.paatetty)::DATE", "s.kasittelyaika_pv",
-        "new_applications", "decided_since", "outcome_changed", "days_corrected",
+        "decisions", lambda s: f"{s}.paatetty IS NOT NULL", lambda s: f"date_trunc('month', {s}.paatetty)::DATE",
+        lambda s: f"{s}.kasittelyaika_pv",
+        "new_applications", "decided_since", "decision_reverted", "days_corrected",
     ),
     SATISFACTION: Indicator(
-        "feedback", f"s.palvelu = 'maksatus' AND s.kysely IN ({kpi.OFFICIAL_SQL}) AND s.arvosana IS NOT NULL",
-        "date_trunc('month', s.vastattu)::DATE", "s.arvosana",
+        "feedback",
+        lambda s: f"{s}.palvelu = 'maksatus' AND {s}.kysely IN ({kpi.OFFICIAL_SQL}) AND {s}.arvosana IS NOT NULL",
+        lambda s: f"date_trunc('month', {s}.vastattu)::DATE", lambda s: f"{s}.arvosana",
         "new_responses", "classification_changed", "classification_changed", "score_corrected",
     ),
 }
+QUARANTINED_PART = "newly_quarantined"
 _PERIOD = re.compile(r"^\s*1-(6|12)/(\d{4})\s*$")
 
 
@@ -101,27 +111,20 @@ def changes_between(
     of `to_files` (ingested file ids), by part and by the extract that brought it: one row
     per (indicator, period, part, file) with the items and their contribution. Periods
     with no item changed are left out; `periods` (labels) narrows them. A contribution is
-    null where a mean is undefined on either side (n = 0): no decomposition then."""
+    null where a mean is undefined on either side (n = 0): no decomposition then. Rows
+    the to-set's new files rejected are one row per file and kind (part newly_quarantined,
+    no period, contribution 0)."""
     frames = [rows for _, _, rows in _compare(con, from_files, to_files, periods, detail=False)]
     return _sorted(pl.concat(frames, how="vertical_relaxed") if frames else empty_changes())
-
-
-def item_changes(
-    con: duckdb.DuckDBPyConnection, from_files: Iterable[int], to_files: Iterable[int],
-    periods: Iterable[str] | None = None, indicator: str | None = None,
-) -> pl.DataFrame:
-    """Per application (hakemus_id) or response (vastaus_id): its part, the extract that
-    brought the change, its value in the mean before and after (null when not in it) and
-    its contribution; the largest movers first."""
-    frames = [items for ind, items, _ in _compare(con, from_files, to_files, periods, detail=True)
-              if indicator is None or ind == indicator]
-    return _by_contribution(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=ITEM_COLUMNS))
 
 
 def explain_between(
     con: duckdb.DuckDBPyConnection, from_files: Iterable[int], to_files: Iterable[int], periods: Iterable[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """changes_between and item_changes from one comparison."""
+    """changes_between and, from the same comparison, each item's part: per application
+    (hakemus_id) or response (vastaus_id), the extract that brought the change, its value
+    in the mean before and after (null when not in it) and its contribution; the largest
+    movers first."""
     found = _compare(con, from_files, to_files, periods, detail=True)
     parts = [rows for _, _, rows in found]
     items = [rows for _, rows, _ in found]
@@ -129,26 +132,15 @@ def explain_between(
             _by_contribution(pl.concat(items, how="vertical_relaxed") if items else pl.DataFrame(schema=ITEM_COLUMNS)))
 
 
-def changes_since_last_publication(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """changes_between the newest publication's files (meta.publication) and every file
-    ingested now; empty before the first publication."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'meta' AND table_name = 'publication'"
-    ).fetchall()[0][0]
-    if not exists:
-        return empty_changes()
-    newest = con.execute(
-        "SELECT ingested_file_ids FROM meta.publication ORDER BY publication_no DESC LIMIT 1"
-    ).fetchall()
-    if not newest:
-        return empty_changes()
-    return changes_between(con, newest[0][0] or [], _ingested(con))
+def changes_since(con: duckdb.DuckDBPyConnection, files: Iterable[int] | None) -> pl.DataFrame:
+    """changes_between `files` and every file ingested now; empty when `files` is None
+    (no earlier state known: not known is not nothing)."""
+    return empty_changes() if files is None else changes_between(con, files, _ingested(con))
 
 
 def closed_period_changes(changes: pl.DataFrame) -> pl.DataFrame:
     """The rows of closed (complete) periods whose value changed."""
-    return changes.filter(pl.col("complete") & value_changed())
+    return changes.filter(pl.col("complete").fill_null(False) & value_changed())
 
 
 def value_changed() -> pl.Expr:
@@ -160,7 +152,12 @@ def value_changed() -> pl.Expr:
 
 def figure_changed() -> pl.Expr:
     """The value or its n changed (the periods history.changes keeps)."""
-    return value_changed() | (pl.col("n_from") != pl.col("n_to"))
+    return value_changed() | (pl.col("n_from") != pl.col("n_to")).fill_null(False)
+
+
+def kept() -> pl.Expr:
+    """The rows history.changes keeps: the periods whose figure changed, and the rows newly rejected."""
+    return figure_changed() | (pl.col("part") == QUARANTINED_PART)
 
 
 # --- the comparison ------------------------------------------------------------------------
@@ -194,8 +191,11 @@ def _compare(con, from_files, to_files, periods, detail: bool):
     try:
         for indicator, spec in INDICATORS.items():
             found = _compare_indicator(con, indicator, spec, wanted, base, detail=detail)
-            if found is not None:
-                results.append((indicator, *found))
+            rejected = _quarantined(con, indicator, spec)
+            if found is None and rejected.is_empty():
+                continue
+            items, rows = found if found is not None else (pl.DataFrame(schema=ITEM_COLUMNS) if detail else None, empty_changes())
+            results.append((indicator, items, pl.concat([rows, rejected], how="vertical_relaxed")))
     finally:
         for name in frames:
             con.unregister(name)
@@ -225,14 +225,6 @@ def _compare_indicator(con, indicator: str, spec: Indicator, wanted, base: tuple
             "SELECT max(extract_date) FROM quality.ingest_log WHERE kind = ? AND file_id IN (SELECT file_id FROM chg_to_files)",
             [kind],
         ).fetchall()[0][0]
-        quarantined = con.sql(
-            """
-            SELECT q.file_id, l.file_name, count(DISTINCT q.line) AS items
-            FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id)
-            WHERE l.kind = ? AND q.file_id IN (SELECT file_id FROM chg_new_files) GROUP BY ALL
-            """,
-            params=[kind],
-        ).pl()
     finally:
         con.unregister("chg_items")
         con.unregister("chg_periods")
@@ -260,12 +252,6 @@ def _compare_indicator(con, indicator: str, spec: Indicator, wanted, base: tuple
                   - (pl.col("k_in1").sum() - pl.col("k_in0").sum()) * pl.col("value_from").first()) / pl.col("n_to").first()
              ).alias("contribution"))
     )
-    changed_periods = parts.select("period_label").unique()
-    if not quarantined.is_empty():
-        rejected = changed_periods.join(quarantined, how="cross").with_columns(
-            pl.lit("newly_quarantined").alias("part"), pl.lit(0.0).alias("contribution"),
-        )
-        parts = pl.concat([parts, rejected.select(parts.columns)], how="vertical_relaxed")
     rows = parts.join(totals, on="period_label").select(list(COLUMNS)).cast(COLUMNS)
     item_rows = None
     if detail:
@@ -276,6 +262,24 @@ def _compare_indicator(con, indicator: str, spec: Indicator, wanted, base: tuple
             "contribution",
         ).cast(ITEM_COLUMNS)
     return item_rows, rows
+
+
+def _quarantined(con, indicator: str, spec: Indicator) -> pl.DataFrame:
+    """The rows of the kind rejected by the files of the to-set only, once per file with
+    no period (a rejected row's period is not known): part newly_quarantined, contribution
+    0 (the earlier version of the row stands, or none)."""
+    found = con.sql(
+        """
+        SELECT q.file_id, l.file_name, count(DISTINCT q.line) AS items
+        FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id)
+        WHERE l.kind = ? AND q.file_id IN (SELECT file_id FROM chg_new_files) GROUP BY ALL
+        """,
+        params=[spec.kind],
+    ).pl()
+    return found.with_columns(
+        pl.lit(indicator).alias("indicator"), pl.lit(QUARANTINED_PART).alias("part"), pl.lit(0.0).alias("contribution"),
+    ).select(*[pl.col(c) if c in found.columns or c in ("indicator", "part", "contribution") else pl.lit(None).alias(c)
+               for c in COLUMNS]).cast(COLUMNS)
 
 
 def _state(spec: Indicator, files: str) -> str:
@@ -289,10 +293,9 @@ def _items_sql(spec: Indicator, id_column: str) -> str:
     kind = spec.kind
 
     def side(alias: str) -> str:
-        expr = {k: re.sub(r"\bs\.", f"{alias}.", getattr(spec, k)) for k in ("counted", "month", "value")}
         suffix = "0" if alias == "s0" else "1"
-        return (f"{alias}.{id_column} IS NOT NULL AS present{suffix}, coalesce({expr['counted']}, false) AS counted{suffix}, "
-                f"{expr['month']} AS month{suffix}, {expr['value']}::BIGINT AS v{suffix}")
+        return (f"{alias}.{id_column} IS NOT NULL AS present{suffix}, coalesce({spec.counted(alias)}, false) AS counted{suffix}, "
+                f"{spec.month(alias)} AS month{suffix}, {spec.value(alias)}::BIGINT AS v{suffix}")
 
     return f"""
         WITH replaced AS MATERIALIZED (
@@ -368,9 +371,9 @@ def _totals_sql(spec: Indicator, side: str, current: bool) -> str:
     b, o = ("1", "0") if base_is_to else ("0", "1")
     return f"""
         WITH base_months AS (
-            SELECT {spec.month} AS month, count(*) AS n, sum({spec.value})::HUGEINT AS s
+            SELECT {spec.month('s')} AS month, count(*) AS n, sum({spec.value('s')})::HUGEINT AS s
             FROM {base} s
-            WHERE {spec.counted} AND {spec.month} BETWEEN (SELECT min(period_start) FROM chg_periods)
+            WHERE {spec.counted('s')} AND {spec.month('s')} BETWEEN (SELECT min(period_start) FROM chg_periods)
                                                     AND (SELECT max(period_end) FROM chg_periods)
             GROUP BY 1
         ),

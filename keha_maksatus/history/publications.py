@@ -14,6 +14,7 @@ import datetime as dt
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from keha_maksatus import kpi, warehouse
 from keha_maksatus.history import changes as figure_changes
@@ -44,15 +45,16 @@ TABLE_COMMENTS = {
     "history.changes": (
         "Why each quality-section figure moved from one publish to the next: for every period whose value or n changed, "
         "the change broken into parts (new applications or responses, decided since, dates corrected into or out of the "
-        "period, days or scores corrected, outcome changed, rows newly quarantined) by the extract that brought each, "
-        "with the items and their contribution to the mean; the contributions sum to value_to - value_from."
+        "period, days or scores corrected, decision reverted to pending) by the extract that brought each, "
+        "with the items and their contribution to the mean; the contributions sum to value_to - value_from. "
+        "Rows newly rejected (quality.quarantine) are one row per extract (part newly_quarantined, no period)."
     ),
 }
 CHANGE_COLUMN_COMMENTS = {
     "from_publication_no": "The publish compared with (history.publication)",
     "to_publication_no": "The publish whose figures changed (history.publication)",
     "indicator": "maksatus_asiakastyytyvaisyys or maksatus_kasittelyaika_pv",
-    "period_label": "Reporting period: 1-6/Y or 1-12/Y",
+    "period_label": "Reporting period: 1-6/Y or 1-12/Y; null for newly_quarantined (a rejected row's period is not known)",
     "complete": "The period was closed in the later publish's data (its end on or before the newest extract of the indicator's kind)",
     "value_from": "The value at the earlier publish (unrounded; null when no item was in the mean)",
     "value_to": "The value at the later publish (unrounded; null when no item was in the mean)",
@@ -86,7 +88,7 @@ CREATE TABLE IF NOT EXISTS meta.publication (
 _CHANGES_DDL = """
 CREATE TABLE IF NOT EXISTS history.changes (
     from_publication_no INTEGER NOT NULL, to_publication_no INTEGER NOT NULL, indicator VARCHAR NOT NULL,
-    period_label VARCHAR NOT NULL, complete BOOLEAN, value_from DOUBLE, value_to DOUBLE, n_from BIGINT, n_to BIGINT,
+    period_label VARCHAR, complete BOOLEAN, value_from DOUBLE, value_to DOUBLE, n_from BIGINT, n_to BIGINT,
     part VARCHAR NOT NULL, file_id INTEGER, file_name VARCHAR, items BIGINT, contribution DOUBLE
 )
 """
@@ -122,10 +124,20 @@ def upgrade(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE VIEW history.publication AS SELECT * FROM meta.publication")
     con.execute("CREATE TABLE IF NOT EXISTS history.quality_section (publication_no INTEGER NOT NULL)")
     con.execute(_CHANGES_DDL)
+    if _not_null(con, catalog, "history", "changes", "period_label"):  # rows newly rejected have no period
+        con.execute("ALTER TABLE history.changes ALTER COLUMN period_label DROP NOT NULL")
     have = _columns(con, catalog, "history", "quality_section")
     for column, data_type in _columns(con, catalog, "kpi", "quality_section").items():
         if column not in have:
             con.execute(f'ALTER TABLE history.quality_section ADD COLUMN "{column}" {data_type}')
+
+
+def _not_null(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table: str, column: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? "
+        "AND column_name = ? AND NOT is_nullable",
+        [catalog, schema, table, column],
+    ).fetchall()[0][0])
 
 
 def _copy_quality_rows(con: duckdb.DuckDBPyConnection, source: tuple[str, str, str], publication_no: str, where: str = "") -> None:
@@ -176,6 +188,36 @@ def _follow_published(con: duckdb.DuckDBPyConnection, published_path: Path) -> N
         con.execute(f"DETACH {_PREVIOUS}")
 
 
+def last_publication_files(con: duckdb.DuckDBPyConnection, published_path: Path) -> list[int] | None:
+    """The ingested files of the last publication as the published file records it (the
+    history record_publication follows, _follow_published): a publish recorded in the
+    working file that never reached the published one is no publication. The working
+    file's when nothing numbered is published. None before the first publication, and
+    when that publication's files are not known (recorded by an earlier version)."""
+    if Path(published_path).exists():
+        con.execute(f"ATTACH ? AS {_PREVIOUS} (READ_ONLY)", [str(published_path)])
+        try:
+            if "publication_no" in _columns(con, _PREVIOUS, "meta", "publication"):
+                return _newest_files(con, _PREVIOUS)
+        finally:
+            con.execute(f"DETACH {_PREVIOUS}")
+    catalog = _current(con)
+    return _newest_files(con, catalog) if "publication_no" in _columns(con, catalog, "meta", "publication") else None
+
+
+def _newest_files(con: duckdb.DuckDBPyConnection, catalog: str) -> list[int] | None:
+    newest = con.execute(
+        f"SELECT ingested_file_ids FROM {catalog}.meta.publication ORDER BY publication_no DESC LIMIT 1"
+    ).fetchall()
+    return list(newest[0][0]) if newest and newest[0][0] is not None else None
+
+
+def changes_since_last_publication(con: duckdb.DuckDBPyConnection, published_path: Path) -> pl.DataFrame:
+    """Why each figure moved since the last publication (last_publication_files) to every
+    file ingested now: what the KPI step checks and record_publication keeps."""
+    return figure_changes.changes_since(con, last_publication_files(con, published_path))
+
+
 def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None) -> int:
     """Append this publish to meta.publication and its quality section to
     history.quality_section in the working file (upgraded as needed, its history first
@@ -184,8 +226,7 @@ def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run
     upgrade(con)
     _follow_published(con, published_path)
     number = int(con.execute("SELECT coalesce(max(publication_no), 0) + 1 FROM meta.publication").fetchall()[0][0])
-    moved = figure_changes.changes_since_last_publication(con)
-    moved = moved.filter(figure_changes.figure_changed())
+    moved = changes_since_last_publication(con, published_path).filter(figure_changes.kept())
     with warehouse.transaction(con):  # the publish's row, its quality section and changes, or none
         con.execute(
             """

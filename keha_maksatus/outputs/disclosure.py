@@ -22,7 +22,7 @@ import polars as pl
 
 from keha_maksatus.config import SATISFACTION
 from keha_maksatus.forecast.tables import TABLE_COMMENTS as FORECAST_TABLE_COMMENTS
-from keha_maksatus.history.changes import value_changed
+from keha_maksatus.history.changes import QUARANTINED_PART, value_changed
 from keha_maksatus.kpi import MIN_CELL_RESPONSES, TABLE_COMMENTS as KPI_TABLE_COMMENTS
 
 SUPPRESSED_FI = f"alle {MIN_CELL_RESPONSES} vastausta"
@@ -143,14 +143,18 @@ def for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
 
 def history_for_people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """The people-facing form of the published history tables (table name -> frame, those
-    of HISTORY_PEOPLE_TABLES): satisfaction figures under MIN_CELL_RESPONSES withheld."""
+    of HISTORY_PEOPLE_TABLES): satisfaction figures under MIN_CELL_RESPONSES withheld. The
+    one rule for every change people or operators read: the report, `keha-maksatus
+    explain` and the Dagster check (changes_between's frames, without the publication
+    numbers, are taken as one comparison)."""
     people = {}
     for table, frame in frames.items():
         if table == "history.changes":
             # Whether the value changed is told from the exact values, before any is withheld.
             # Rows newly quarantined add nothing to a mean (contribution 0): not a part to hide.
-            counted = pl.when(pl.col("part") != "newly_quarantined").then(pl.col("items"))
-            frame = frame.with_columns(counted.min().over(CHANGE_KEY).alias("fewest_items"), value_changed().alias("value_changed"))
+            counted = pl.when(pl.col("part") != QUARANTINED_PART).then(pl.col("items"))
+            key = [c for c in CHANGE_KEY if c in frame.columns]
+            frame = frame.with_columns(counted.min().over(key).alias("fewest_items"), value_changed().alias("value_changed"))
         frame = frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))
         for rule in HISTORY_PEOPLE_TABLES[table]:
             frame = withhold(frame, rule)

@@ -17,7 +17,7 @@ import polars as pl
 
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
 from keha_maksatus.forecast import history, nowcast
-from keha_maksatus.history.changes import PART_LABELS_FI, PART_ORDER
+from keha_maksatus.history.changes import PART_LABELS_FI, PART_ORDER, QUARANTINED_PART
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import SUPPRESSED_FI, open_for_people
 from keha_maksatus.outputs.publish import new_build_directory, replace_directory
@@ -183,8 +183,9 @@ def changes_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
         "SELECT * FROM history.changes WHERE to_publication_no = ? AND complete AND value_changed", params=[newest]
     ).pl()
     blocks: list[Block] = [Heading(2, CHANGES_HEADING)]
+    rejected = _rejected_paragraphs(con, newest)
     if changes.is_empty():
-        return blocks + [Paragraph(NO_CHANGES_FI.format(date=fi.date(published[previous].date())))]
+        return blocks + [Paragraph(NO_CHANGES_FI.format(date=fi.date(published[previous].date())))] + rejected
     reported = {
         (r["publication_no"], r["indicator"], r["period_label"]): r
         for r in con.sql("SELECT publication_no, indicator, period_label, value, n, suppressed FROM history.quality_section").pl().iter_rows(named=True)
@@ -213,11 +214,25 @@ def changes_blocks(con: duckdb.DuckDBPyConnection) -> list[Block]:
                 PART_LABELS_FI.get(row["part"], row["part"]), row["file_name"] or fi.DASH, fi.number(row["items"]),
                 _contribution(row),
             ])
-    return blocks + [parts]
+    return blocks + [parts] + rejected
 
 
 CHANGE_COLUMNS = ("indicator", "period_label", "from_publication_no", "to_publication_no")
-QUARANTINED_PART = "newly_quarantined"
+REJECTED_FI = "Uusissa poiminnoissa hylättyjä rivejä (karanteeni): {files}. Hylätty rivi ei muuta lukuja: rivin aiempi versio jää voimaan."
+
+
+def _rejected_paragraphs(con: duckdb.DuckDBPyConnection, publication_no: int) -> list[Block]:
+    """One sentence naming the extracts that brought rows newly rejected since the
+    previous publish, once (their periods are not known), or nothing."""
+    rejected = con.execute(
+        "SELECT file_name, sum(items) FROM history.changes WHERE to_publication_no = ? AND part = ? AND period_label IS NULL "
+        "GROUP BY file_name ORDER BY file_name",
+        [publication_no, QUARANTINED_PART],
+    ).fetchall()
+    if not rejected:
+        return []
+    files = ", ".join(f"{name} {fi.number(n)} {'rivi' if n == 1 else 'riviä'}" for name, n in rejected)
+    return [Paragraph(REJECTED_FI.format(files=files))]
 
 
 def _change_number(value: float | None, indicator: str, extra: int = 0) -> str:
@@ -225,7 +240,7 @@ def _change_number(value: float | None, indicator: str, extra: int = 0) -> str:
 
 
 def _contribution(row: dict) -> str:
-    if row["part"] == QUARANTINED_PART:  # the earlier version of a rejected row stands
+    if row["part"] == QUARANTINED_PART:  # kept per period by an earlier version: the earlier version of a rejected row stands
         return "ei vaikutusta"
     if row["contribution_suppressed"]:
         return SUPPRESSED_FI

@@ -6,8 +6,10 @@ import polars as pl
 
 from keha_maksatus import kpi
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
-from keha_maksatus.history.changes import changes_since_last_publication, closed_period_changes
+from keha_maksatus.history.changes import QUARANTINED_PART, closed_period_changes
+from keha_maksatus.history.publications import changes_since_last_publication
 from keha_maksatus.outputs import finnish
+from keha_maksatus.outputs.disclosure import history_for_people
 from keha_maksatus.outputs.publish import check_data_volume
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
@@ -31,7 +33,8 @@ CLOSED_PERIOD_CHECK = "closed_period_changed"
 def kpi_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
         kpi.build_kpis(con, warehouse.settings())
-        closed = closed_period_changes(changes_since_last_publication(con))
+        # Against the published file's last publication, as record_publication compares.
+        closed = shown_changes(closed_period_changes(changes_since_last_publication(con, warehouse.published_path)))
         for name, table in KPI_TABLES.items():
             metadata = table_metadata(con, table, preview_rows=40 if name == "quality_section" else 10)
             if name == "quality_section":
@@ -130,27 +133,36 @@ def target_check_result(indicator: str, periods: pl.DataFrame) -> dg.AssetCheckR
     )
 
 
+def shown_changes(closed: pl.DataFrame) -> pl.DataFrame:
+    """The changes as the metadata may show them: disclosure's under-5 rule applied."""
+    return history_for_people({"history.changes": closed})["history.changes"]
+
+
 def explain_table(closed: pl.DataFrame) -> pl.DataFrame:
     """The parts of each closed period's change (in changes_between's order), as the metadata shows them."""
     return closed.select(
         pl.col("period_label").alias("period"), "indicator",
-        pl.format("{} -> {}", _shown("value_from"), _shown("value_to")).alias("from -> to"),
+        pl.format("{} -> {}", _shown("value_from", "suppressed_from"), _shown("value_to", "suppressed_to")).alias("from -> to"),
         "part", pl.col("file_name").alias("file"), "items",
-        pl.col("contribution").round(4).alias("contribution"),
+        pl.when(pl.col("contribution_suppressed")).then(pl.lit(WITHHELD))
+        .otherwise(pl.col("contribution").round(4).cast(pl.String)).alias("contribution"),
     ) if closed.height else closed
 
 
-def _shown(column: str) -> pl.Expr:
+WITHHELD = f"withheld (under {kpi.MIN_CELL_RESPONSES} responses)"
+
+
+def _shown(column: str, suppressed: str) -> pl.Expr:
     """A value as the report rounds it (2 decimals for satisfaction, 1 for days), as text."""
     rounded = pl.when(pl.col("indicator") == SATISFACTION).then(pl.col(column).round(REPORT_DECIMALS[SATISFACTION])) \
         .otherwise(pl.col(column).round(REPORT_DECIMALS[PROCESSING_TIME]))
-    return rounded.cast(pl.String).fill_null("none")
+    return pl.when(pl.col(suppressed)).then(pl.lit(WITHHELD)).otherwise(rounded.cast(pl.String).fill_null("none"))
 
 
 def moving_files(closed: pl.DataFrame) -> list[str]:
     """The extracts that moved the values: those of every part but rows newly quarantined
     (a rejected row leaves the earlier version standing)."""
-    return sorted(set(closed.filter(pl.col("part") != "newly_quarantined")["file_name"].drop_nulls()))
+    return sorted(set(closed.filter(pl.col("part") != QUARANTINED_PART)["file_name"].drop_nulls()))
 
 
 def change_summary(closed: pl.DataFrame) -> str:
