@@ -133,9 +133,11 @@ def explain_between(
 
 
 def changes_since(con: duckdb.DuckDBPyConnection, files: Iterable[int] | None) -> pl.DataFrame:
-    """changes_between `files` and every file ingested now; empty when `files` is None
-    (no earlier state known: not known is not nothing)."""
-    return empty_changes() if files is None else changes_between(con, files, _ingested(con))
+    """changes_between `files` and every file ingested now; empty when `files` is None or
+    lies before the row history began (no earlier state known: not known is not nothing)."""
+    if files is None or not versions.history_known(con, list(files)):
+        return empty_changes()
+    return changes_between(con, files, _ingested(con))
 
 
 def closed_period_changes(changes: pl.DataFrame) -> pl.DataFrame:
