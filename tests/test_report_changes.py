@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
 from keha_maksatus.outputs import finnish as fi
 from keha_maksatus.outputs.disclosure import SUPPRESSED_FI, history_for_people
-from keha_maksatus.outputs.publish import output_folders, publish
+from keha_maksatus.outputs.publish import output_folders
 from keha_maksatus.outputs.report import CHANGES_HEADING, NO_CHANGES_FI, Heading, Paragraph, Table, read_report, write_report
-from keha_maksatus.warehouse import working_path
 
-from conftest import DECISION_HEADER, FEEDBACK_HEADER, build_working, decision, response, write_export
+from conftest import DECISION_HEADER, FEEDBACK_HEADER, decision, response, write_export
+from test_history import build_and_publish
 
 CORRECTION = "maksatuspaatokset_2022-07-15.csv"
 
@@ -33,15 +33,6 @@ def decisions_of_june(landing: Path) -> None:
     write_export(landing, "asiakaspalaute_2022-06-30.csv", FEEDBACK_HEADER, [
         response(f"V{i}", f"{i + 2}.3.2022", score) for i, score in enumerate(["5", "4", "3", "2", "5"])
     ])
-
-
-def publish_landing(landing: Path, base: Path) -> Path:
-    """Ingest what is new in `landing`, build the KPIs and publish (the library's publish)."""
-    con = build_working(landing, base / "work")
-    try:
-        return publish(con, working_path(base / "work"), base / "pub" / "maksatus.duckdb")
-    finally:
-        con.close()
 
 
 def published_on(published: Path, publication_no: int) -> str:
@@ -70,13 +61,13 @@ def report_texts(published: Path) -> str:
 def test_a_late_correction_of_a_closed_period_is_named_with_its_change_and_its_file(tmp_path):
     landing = tmp_path / "landing"
     decisions_of_june(landing)
-    published = publish_landing(landing, tmp_path)
+    published = build_and_publish(landing, tmp_path)
     # A2 was decided on 11.3. (10 days), A3 on 21.6. (51 days): a closed period moves.
     write_export(landing, CORRECTION, DECISION_HEADER, [
         decision("A2", "1.3.2022", "11.3.2022", tukimuoto="esr", yksikko="ELY-KES"),
         decision("A3", "1.5.2022", "21.6.2022"),
     ])
-    publish_landing(landing, tmp_path)
+    build_and_publish(landing, tmp_path)
 
     blocks = section(published)
     before, after = (10 + 30) / 2, (10 + 10 + 51) / 3
@@ -106,13 +97,13 @@ def test_a_late_correction_of_a_closed_period_is_named_with_its_change_and_its_f
 def test_an_unchanged_closed_period_says_so_in_one_sentence(tmp_path):
     landing = tmp_path / "landing"
     decisions_of_june(landing)
-    published = publish_landing(landing, tmp_path)
-    publish_landing(landing, tmp_path)  # nothing new
+    published = build_and_publish(landing, tmp_path)
+    build_and_publish(landing, tmp_path)  # nothing new
     assert [b.text for b in section(published)] == [NO_CHANGES_FI.format(date=published_on(published, 1))]
 
     # A July decision moves only the running 1-12/2022: still nothing to tell.
     write_export(landing, "maksatuspaatokset_2022-07-31.csv", DECISION_HEADER, [decision("A4", "1.7.2022", "20.7.2022")])
-    publish_landing(landing, tmp_path)
+    build_and_publish(landing, tmp_path)
     assert [b.text for b in section(published)] == [NO_CHANGES_FI.format(date=published_on(published, 2))]
     assert "Suljettujen kausien luvut eivät ole muuttuneet edellisestä raportista" in report_texts(published)
 
@@ -120,7 +111,7 @@ def test_an_unchanged_closed_period_says_so_in_one_sentence(tmp_path):
 def test_the_first_publish_has_no_section(tmp_path):
     landing = tmp_path / "landing"
     decisions_of_june(landing)
-    published = publish_landing(landing, tmp_path)
+    published = build_and_publish(landing, tmp_path)
     assert not any(isinstance(b, Heading) and b.text == CHANGES_HEADING for b in read_report(published))
 
 
@@ -145,12 +136,12 @@ def test_a_satisfaction_change_resting_on_under_five_responses_is_withheld(tmp_p
     write_export(landing, "asiakaspalaute_2022-07-01.csv", FEEDBACK_HEADER, [
         response(f"S{i}", f"{i + 2}.3.2021", s) for i, s in enumerate(year_2021)
     ] + [response(f"T{i}", f"{i + 2}.3.2022", s) for i, s in enumerate(june_2022)])
-    published = publish_landing(landing, tmp_path)
+    published = build_and_publish(landing, tmp_path)
     # One response of each year is corrected: 3 -> 1 in 2021, 1 -> 2 in 2022.
     write_export(landing, "asiakaspalaute_2022-07-15.csv", FEEDBACK_HEADER, [
         response("S5", "7.3.2021", "1"), response("T3", "5.3.2022", "2"),
     ])
-    publish_landing(landing, tmp_path)
+    build_and_publish(landing, tmp_path)
 
     blocks = section(published)
     sentences = {b.text.split(":")[0]: b.text for b in blocks if isinstance(b, Paragraph) and "jakso" in b.text}

@@ -6,10 +6,9 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
 from keha_maksatus.history import as_of
-from pipelines.assets.kpi import REPORT_DECIMALS
 from keha_maksatus.outputs.rendering import markdown_text
+from pipelines.assets.kpi import rounded_quality_section
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
 
@@ -42,12 +41,7 @@ def figures_as_of(context: dg.AssetExecutionContext, config: AsOfConfig, warehou
                               run_id=context.run_id, landing=warehouse.landing_dir)
     reader = duckdb.connect(str(build.path), read_only=True)
     try:
-        quality = reader.sql(
-            "SELECT indicator, period_label, complete, target_op, target, "
-            "round(value, CASE indicator WHEN ? THEN ? ELSE ? END) AS value, n, met "
-            "FROM kpi.quality_section ORDER BY period_start, period_end, indicator",
-            params=[SATISFACTION, REPORT_DECIMALS[SATISFACTION], REPORT_DECIMALS[PROCESSING_TIME]],
-        ).pl()
+        quality = rounded_quality_section(reader)
     finally:
         reader.close()
     metadata = {

@@ -48,6 +48,16 @@ def kpi_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
 REPORT_DECIMALS = finnish.DECIMALS
 
 
+def rounded_quality_section(reader) -> pl.DataFrame:
+    """kpi.quality_section of an open warehouse, values rounded as the report shows them."""
+    return reader.sql(
+        "SELECT indicator, period_label, complete, target_op, target, "
+        "round(value, CASE indicator WHEN ? THEN ? ELSE ? END) AS value, n, met "
+        "FROM kpi.quality_section ORDER BY period_start, period_end, indicator",
+        params=[SATISFACTION, REPORT_DECIMALS[SATISFACTION], REPORT_DECIMALS[PROCESSING_TIME]],
+    ).pl()
+
+
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 

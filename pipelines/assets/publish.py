@@ -7,7 +7,7 @@ import duckdb
 from keha_maksatus.config import PROCESSING_TIME, SATISFACTION
 from keha_maksatus.outputs.publish import PUBLISHED_TABLES, publish
 from pipelines.assets.forecast import FORECAST_TABLES
-from pipelines.assets.kpi import KPI_TABLES, REPORT_DECIMALS
+from pipelines.assets.kpi import KPI_TABLES, REPORT_DECIMALS, rounded_quality_section
 from pipelines.metadata import markdown_table
 from pipelines.resources import WarehouseResource
 
@@ -24,12 +24,7 @@ def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseR
     reader = duckdb.connect(str(path), read_only=True)
     try:
         counts = {t: reader.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in PUBLISHED_TABLES}
-        quality = reader.sql(
-            "SELECT indicator, period_label, complete, target_op, target, "
-            "round(value, CASE indicator WHEN ? THEN ? ELSE ? END) AS value, n, met "
-            "FROM kpi.quality_section ORDER BY period_start, period_end, indicator",
-            params=[SATISFACTION, REPORT_DECIMALS[SATISFACTION], REPORT_DECIMALS[PROCESSING_TIME]],
-        ).pl()
+        quality = rounded_quality_section(reader)
         history = publication_metadata(reader)
     finally:
         reader.close()
