@@ -195,12 +195,18 @@ def last_publication_files(con: duckdb.DuckDBPyConnection, published_path: Path)
     file's when nothing numbered is published. None before the first publication, and
     when that publication's files are not known (recorded by an earlier version)."""
     if Path(published_path).exists():
-        con.execute(f"ATTACH ? AS {_PREVIOUS} (READ_ONLY)", [str(published_path)])
         try:
-            if "publication_no" in _columns(con, _PREVIOUS, "meta", "publication"):
-                return _newest_files(con, _PREVIOUS)
-        finally:
-            con.execute(f"DETACH {_PREVIOUS}")
+            con.execute(f"ATTACH ? AS {_PREVIOUS} (READ_ONLY)", [str(published_path)])
+        except duckdb.IOException:
+            # Another process writes to the published file: the publish step waits for it and
+            # names it; until then the working file's record is the best known.
+            pass
+        else:
+            try:
+                if "publication_no" in _columns(con, _PREVIOUS, "meta", "publication"):
+                    return _newest_files(con, _PREVIOUS)
+            finally:
+                con.execute(f"DETACH {_PREVIOUS}")
     catalog = _current(con)
     return _newest_files(con, catalog) if "publication_no" in _columns(con, catalog, "meta", "publication") else None
 
