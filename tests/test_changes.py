@@ -281,6 +281,36 @@ def test_changes_of_a_publish_that_never_reached_the_file_are_dropped(tmp_path):
     assert set(found["to_publication_no"]) == {2} and found.filter(pl.col("part") == "days_corrected").height == 2
 
 
+def test_the_publish_records_the_kpi_steps_comparison_only_for_the_same_files(tmp_path):
+    """The KPI step's comparison is kept in the working file for the publish to record; a
+    file ingested in between makes the publish compare again, and neither file keeps it."""
+    landing = tmp_path / "landing"
+    first_extracts(landing)
+    published = build_and_publish(landing, tmp_path)
+    late_correction(landing)
+    feedback = landing / "asiakaspalaute_2022-08-31.csv"
+    held_back = feedback.read_bytes()
+    feedback.unlink()
+    con = build_working(landing, tmp_path / "work")
+    try:
+        before_feedback = publications.changes_since_last_publication(con, published)
+        assert set(before_feedback["file_name"].drop_nulls()) == {"maksatuspaatokset_2022-08-31.csv"}
+        # Asked again on the same files: the kept rows, not a new comparison.
+        assert publications.changes_since_last_publication(con, published).equals(before_feedback)
+        feedback.write_bytes(held_back)
+        ingest_landing(con, landing, TEST_KEY, load_settings())
+        publish(con, working_path(tmp_path / "work"), published)
+    finally:
+        con.close()
+    recorded = history_changes(published)
+    assert "asiakaspalaute_2022-08-31.csv" in set(recorded["file_name"].drop_nulls())
+    for path in (published, working_path(tmp_path / "work")):
+        reader = duckdb.connect(str(path), read_only=True)
+        tables = {t for (t,) in reader.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
+        reader.close()
+        assert not {publications.PENDING_CHANGES, publications.PENDING_CHANGES_OF} & tables, path
+
+
 def test_the_first_publish_after_an_earlier_versions_publication_records_no_changes(tmp_path):
     """An earlier version kept one meta.publication row with no file list: what it rested
     on is not known, which is not nothing, so no change is recorded or reported."""

@@ -111,11 +111,6 @@ def checked_out_path(out: Path | str | None, published: Path, as_of: dt.date, la
     return target
 
 
-def first_extract_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    """The oldest extract date among the ingested files."""
-    return con.execute("SELECT min(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
-
-
 def build_as_of(
     published: Path,
     as_of: dt.date,
@@ -185,7 +180,7 @@ def _files_used(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[list[in
         )
     file_ids = versions.files_as_of(con, as_of)
     if not file_ids:
-        first = first_extract_date(con)
+        first = versions.first_extract_date(con)
         raise ConfigurationError(
             f"--as-of {as_of.isoformat()} is before the first extract"
             + (f" (dated {first.isoformat()})" if first else " (nothing is ingested yet)")

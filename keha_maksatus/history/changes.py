@@ -137,7 +137,7 @@ def changes_since(con: duckdb.DuckDBPyConnection, files: Iterable[int] | None) -
     lies before the row history began (no earlier state known: not known is not nothing)."""
     if files is None or not versions.history_known(con, list(files)):
         return empty_changes()
-    return changes_between(con, files, _ingested(con))
+    return changes_between(con, files, versions.ingested_files(con))
 
 
 def closed_period_changes(changes: pl.DataFrame) -> pl.DataFrame:
@@ -165,12 +165,6 @@ def kept() -> pl.Expr:
 # --- the comparison ------------------------------------------------------------------------
 
 
-def _ingested(con: duckdb.DuckDBPyConnection) -> list[int]:
-    return [f for (f,) in con.execute(
-        "SELECT file_id FROM quality.ingest_log WHERE status = 'ingested' ORDER BY file_id"
-    ).fetchall()]
-
-
 def _compare(con, from_files, to_files, periods, detail: bool):
     """(indicator, item rows or None, part rows) for each indicator with changes."""
     before, after = sorted(set(from_files)), sorted(set(to_files))
@@ -183,7 +177,7 @@ def _compare(con, from_files, to_files, periods, detail: bool):
         "chg_diff_files": pl.DataFrame({"file_id": sorted(set(before) ^ set(after))}, schema={"file_id": pl.Int32}),
         "chg_new_files": pl.DataFrame({"file_id": sorted(set(after) - set(before))}, schema={"file_id": pl.Int32}),
     }
-    ingested = set(_ingested(con))
+    ingested = set(versions.ingested_files(con))
     # The state whose totals are summed from its rows: the current one (core.*) when either
     # side is it, else the to-state; the other side's follow from the items.
     base = ("to", True) if set(after) == ingested else ("from", True) if set(before) == ingested else ("to", False)

@@ -18,6 +18,7 @@ import polars as pl
 
 from keha_maksatus import kpi, warehouse
 from keha_maksatus.history import changes as figure_changes
+from keha_maksatus.history import versions
 
 PUBLICATION_COMMENT = (
     "One row per publish of this file, the newest last: when, by which run, the data's as-of date, "
@@ -218,10 +219,48 @@ def _newest_files(con: duckdb.DuckDBPyConnection, catalog: str) -> list[int] | N
     return list(newest[0][0]) if newest and newest[0][0] is not None else None
 
 
+# The KPI step's comparison, kept in the working file for the publish of the same state to
+# record (comparing two states of the whole history is the slow part): the rows and the files
+# they compare. record_publication consumes both, so a published file never holds them.
+PENDING_CHANGES = "history.pending_changes"
+PENDING_CHANGES_OF = "history.pending_changes_of"
+
+
 def changes_since_last_publication(con: duckdb.DuckDBPyConnection, published_path: Path) -> pl.DataFrame:
     """Why each figure moved since the last publication (last_publication_files) to every
-    file ingested now: what the KPI step checks and record_publication keeps."""
-    return figure_changes.changes_since(con, last_publication_files(con, published_path))
+    file ingested now: what the KPI step checks and record_publication keeps. Computed
+    once per pair of states, then read from the working file."""
+    since = last_publication_files(con, published_path)
+    now = versions.ingested_files(con)
+    if _pending_of(con) == (since, now):
+        return con.sql(f"SELECT * FROM {PENDING_CHANGES}").pl()
+    moved = figure_changes.changes_since(con, since)
+    con.register("moved_figures", moved)
+    try:
+        with warehouse.transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE {PENDING_CHANGES} AS SELECT * FROM moved_figures")
+            con.execute(f"CREATE OR REPLACE TABLE {PENDING_CHANGES_OF} AS SELECT ?::INTEGER[] AS since_file_ids, ?::INTEGER[] AS now_file_ids",
+                        [since, now])
+    finally:
+        con.unregister("moved_figures")
+    return moved
+
+
+def _pending_of(con: duckdb.DuckDBPyConnection) -> tuple[list[int] | None, list[int]] | None:
+    """The files the kept comparison is between, or None when none is kept."""
+    try:
+        rows = con.execute(f"SELECT since_file_ids, now_file_ids FROM {PENDING_CHANGES_OF}").fetchall()
+    except duckdb.CatalogException:
+        return None
+    if not rows:
+        return None
+    since, now = rows[0]
+    return (None if since is None else list(since), list(now))
+
+
+def _drop_pending_changes(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {PENDING_CHANGES}")
+    con.execute(f"DROP TABLE IF EXISTS {PENDING_CHANGES_OF}")
 
 
 def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run_id: str | None) -> int:
@@ -259,6 +298,7 @@ def record_publication(con: duckdb.DuckDBPyConnection, published_path: Path, run
                 )
             finally:
                 con.unregister("moved_figures")
+        _drop_pending_changes(con)
     return number
 
 

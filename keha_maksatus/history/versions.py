@@ -342,6 +342,18 @@ def _check_known(con: duckdb.DuckDBPyConnection, file_ids: list[int], what: str)
         )
 
 
+def ingested_files(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Every file ingested now (status ingested), in file_id order: the current state's files."""
+    return [f for (f,) in con.execute(
+        "SELECT file_id FROM quality.ingest_log WHERE status = 'ingested' ORDER BY file_id"
+    ).fetchall()]
+
+
+def first_extract_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The oldest extract date among the ingested files."""
+    return con.execute("SELECT min(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
+
+
 def files_as_of(con: duckdb.DuckDBPyConnection, date: dt.date) -> list[int]:
     """The ingested files whose extract date is on or before `date`."""
     files = [f for (f,) in con.execute(
@@ -400,7 +412,7 @@ def resolve_point(con: duckdb.DuckDBPyConnection, text: str) -> Point:
     if date is not None:
         files = files_as_of(con, date)
         if not files:
-            first = con.execute("SELECT min(extract_date) FROM quality.ingest_log WHERE status = 'ingested'").fetchall()[0][0]
+            first = first_extract_date(con)
             raise ConfigurationError(
                 f"no extract is dated on or before {date:%d.%m.%Y}"
                 + (f" (the first is dated {first:%d.%m.%Y})" if first else " (nothing is ingested)")
