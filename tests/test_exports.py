@@ -23,7 +23,8 @@ from xlsxwriter.utility import xl_col_to_name, xl_pixel_width
 from keha_maksatus.config import DEFAULT_LANDING
 from keha_maksatus.outputs.exports import (
     ALL, DATE_FORMAT, EXCEL_FORMATS, EXPORTED_TABLES, FILTER_BUTTON_PIXELS, PADDING_PIXELS, ROLLUP_SHEETS_FI, SHEETS_FI,
-    column_width, in_finnish, pixel_widths, sheets_of, write_csv, write_exports,
+    WORKBOOK_MAX_ROWS, WORKBOOK_TABLE_MAX_ROWS, Sheet, column_width, in_finnish, pixel_widths, sheets_of, workbook_rows,
+    write_csv, write_exports,
 )
 from keha_maksatus.outputs.exports import shown_text as exporter_shown_text
 from keha_maksatus.outputs import finnish as fi
@@ -359,3 +360,24 @@ def test_finnish_formats_keep_half_up_and_the_dash():
 def test_babel_date_and_month_are_the_hand_written_ones(day):
     assert fi.date(day) == f"{day.day}.{day.month}.{day.year}"
     assert fi.month(day) == f"{OLD_MONTHS[day.month - 1]}kuu {day.year}"
+
+
+def test_the_list_of_pending_applications_at_risk_has_a_cap_of_its_own(sample_exports):
+    published, _ = sample_exports
+    con = open_for_people(published)
+    try:
+        pending = con.sql("SELECT * FROM kpi.pending_at_risk").pl()
+        monthly = con.sql("SELECT * FROM kpi.processing_time_monthly WHERE tukimuoto IS NOT NULL AND yksikko IS NOT NULL").pl()
+    finally:
+        con.close()
+    own_cap = WORKBOOK_TABLE_MAX_ROWS["kpi.pending_at_risk"]
+    assert own_cap < WORKBOOK_MAX_ROWS
+    many = pl.concat([pending] * (own_cap // pending.height + 1)).head(own_cap + 1)
+    rows, note = workbook_rows(Sheet("kpi.pending_at_risk", "x", "x", many), WORKBOOK_MAX_ROWS)
+    assert rows.height == own_cap and note is not None
+    rows, note = workbook_rows(Sheet("kpi.pending_at_risk", "x", "x", many.head(own_cap)), WORKBOOK_MAX_ROWS)
+    assert rows.height == own_cap and note is None
+    # other tables keep the general cap: a monthly table longer than the list's cap stays whole
+    longer = pl.concat([monthly] * (own_cap // monthly.height + 1)).head(own_cap + 1)
+    rows, note = workbook_rows(Sheet("kpi.processing_time_monthly", "x", "x", longer), WORKBOOK_MAX_ROWS)
+    assert rows.height == own_cap + 1 and note is None

@@ -12,8 +12,9 @@ are empty cells with a column saying they were withheld. No text cell is ever a 
 .xlsx cells hold text as strings, and a .csv text cell that would start a formula is
 prefixed with `'`.
 
-A sheet holds at most WORKBOOK_MAX_ROWS rows (the pending applications run to hundreds of
-thousands at scale, past what a workbook opens or writes in reasonable time): a longer table
+A sheet holds at most WORKBOOK_MAX_ROWS rows, the list of pending applications at risk
+fewer (it runs to hundreds of thousands at scale, past what a workbook opens or writes in
+reasonable time, and people work through it from the top): a longer table
 keeps the rows that weigh most, with a note above the header saying where the whole table is.
 The .csv and .parquet files always hold every row.
 """
@@ -113,6 +114,9 @@ PADDING_PIXELS = 7
 DEFAULT_CHAR_PIXELS = 8  # xl_pixel_width's width of a character missing from CHAR_WIDTHS
 # At most this many rows of a table on its sheet; the .csv and .parquet hold all of them.
 WORKBOOK_MAX_ROWS = 10_000
+# Fewer for a list that a person works through from the top: writing a sheet costs about a
+# quarter of a second per 1 000 rows, every night.
+WORKBOOK_TABLE_MAX_ROWS = {"kpi.pending_at_risk": 1_000}
 # Which rows a sheet over the cap keeps: those first in this order (the rest keep the
 # table's own order), and what the note calls them.
 WORKBOOK_ORDER = {
@@ -206,6 +210,7 @@ def _write_workbook(path: Path, frames: dict[str, pl.DataFrame], max_rows: int =
 
 def workbook_rows(sheet: Sheet, max_rows: int) -> tuple[pl.DataFrame, str | None]:
     """The rows of the sheet in the workbook, and the note when they are not all of them."""
+    max_rows = min(max_rows, WORKBOOK_TABLE_MAX_ROWS.get(sheet.table, max_rows))
     if sheet.frame.height <= max_rows:
         return sheet.frame, None
     frame = sheet.frame
