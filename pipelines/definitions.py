@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE
+from pipelines.alerts import failed_run_alert, run_findings_alert
 from pipelines.assets import forecast, history, ingest, kpi, outputs, publish, validate
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job, nightly_schedule
@@ -28,7 +29,7 @@ def build_definitions(landing_dir: str | None = None, warehouse_path: str | None
         asset_checks=dg.load_asset_checks_from_modules(modules),
         jobs=[nightly_job, history.figures_as_of_job],
         schedules=[nightly_schedule],
-        sensors=[new_exports_sensor],
+        sensors=[new_exports_sensor, failed_run_alert, run_findings_alert],
         resources={"warehouse": resource},
         # One DuckDB working file, one writer: run the steps in one process.
         executor=dg.in_process_executor,
