@@ -9,6 +9,7 @@ import dagster as dg
 from keha_maksatus.config import DEFAULT_LANDING, DEFAULT_WAREHOUSE
 from pipelines.alerts import failed_run_alert, run_findings_alert
 from pipelines.assets import forecast, history, ingest, kpi, outputs, publish, validate
+from pipelines.freshness import with_freshness
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job, nightly_schedule
 from pipelines.sensors import new_exports_sensor
@@ -25,7 +26,7 @@ def build_definitions(landing_dir: str | None = None, warehouse_path: str | None
     )
     modules = [ingest, validate, kpi, forecast, publish, outputs, history]
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(modules),
+        assets=with_freshness(dg.load_assets_from_modules(modules)),
         asset_checks=dg.load_asset_checks_from_modules(modules),
         jobs=[nightly_job, history.figures_as_of_job],
         schedules=[nightly_schedule],
