@@ -59,6 +59,11 @@ def _layout(fig: go.Figure, title: str, y_title: str = "", height: int = 400, mo
     return fig
 
 
+def add_annotations(fig: go.Figure, annotations: list[dict]) -> None:
+    """Many annotations at once (add_annotation validates and copies all before it, each time)."""
+    fig.update_layout(annotations=[*fig.layout.annotations, *annotations])
+
+
 def no_data(title: str, message: str = NO_DATA_FI) -> go.Figure:
     """A chart with nothing to draw: its title and the message, no empty grid."""
     fig = go.Figure()
@@ -465,8 +470,10 @@ def backlog_by_age(con: duckdb.DuckDBPyConnection) -> go.Figure:
                              textposition="inside", insidetextanchor="middle", textfont=dict(size=9),
                              hovertemplate="%{x}: %{y} hakemusta<extra>%{fullData.name}</extra>"))
     totals = rows.group_by("age_band").agg(pl.col("n").sum())
-    for band, total in totals.iter_rows():
-        fig.add_annotation(x=band, y=total, text=f"yhteensä {fi.number(total)}", showarrow=False, yanchor="bottom", font=dict(size=11))
+    add_annotations(fig, [
+        dict(x=band, y=total, text=f"yhteensä {fi.number(total)}", showarrow=False, yanchor="bottom", font=dict(size=11))
+        for band, total in totals.iter_rows()
+    ])
     fig.update_layout(barmode="stack", xaxis=dict(categoryorder="array", categoryarray=bands), uniformtext=dict(minsize=8, mode="hide"))
     _integer_axis(fig, int(totals["n"].max() * 1.1) + 1)
     return _layout(fig, f"{title} {fi.date(as_of)}", "hakemuksia", height=440)
@@ -680,8 +687,10 @@ def at_risk_by_office(con: duckdb.DuckDBPyConnection) -> go.Figure:
                            "arviolta jakson jälkeen %{customdata[3]}<extra></extra>"),
         ))
     # the counts beside each bar, right of zero also for a bar that lowers the mean (left of zero)
-    for name_, effect, text in zip(names, offices["effect"].fill_null(0), texts):
-        fig.add_annotation(x=max(effect, 0), y=name_, text=text, xanchor="left", xshift=4, showarrow=False, font=dict(size=10))
+    add_annotations(fig, [
+        dict(x=max(effect, 0), y=name_, text=text, xanchor="left", xshift=4, showarrow=False, font=dict(size=10))
+        for name_, effect, text in zip(names, offices["effect"].fill_null(0), texts)
+    ])
     largest = max(abs(e) for e in offices["effect"].fill_null(0)) or 1
     fig.update_layout(barmode="relative", yaxis=dict(categoryorder="array", categoryarray=names))
     fig.update_xaxes(range=[min(0, offices["effect"].min() or 0) * 1.1 - largest * 0.02, largest * 1.9], zeroline=True,

@@ -275,19 +275,27 @@ def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def add_comments(con: duckdb.DuckDBPyConnection, tables: dict[str, str], columns: dict[str, dict[str, str]]) -> None:
-    """COMMENT ON the given tables and columns (those that exist)."""
-    existing = {
-        (f"{s}.{t}", c)
-        for s, t, c in con.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns").fetchall()
+    """COMMENT ON the given tables and columns (those that exist), in one transaction and
+    only where the comment differs (a table made anew each night has none)."""
+    table_comments = dict(con.execute(
+        "SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
+        "UNION ALL SELECT schema_name || '.' || view_name, comment FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal"
+    ).fetchall())
+    column_comments = {
+        (f"{s}.{t}", c): comment
+        for s, t, c, comment in con.execute(
+            "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() WHERE database_name = current_database()"
+        ).fetchall()
     }
-    existing_tables = {t for t, _ in existing}
-    for table, text in tables.items():
-        if table in existing_tables:
-            con.execute(f"COMMENT ON TABLE {table} IS {_sql_string(text)}")
-    for table, comments in columns.items():
-        for column, text in comments.items():
-            if (table, column) in existing:
-                con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_sql_string(text)}")
+    with transaction(con):
+        for table, text in tables.items():
+            if table in table_comments and table_comments[table] != text:
+                con.execute(f"COMMENT ON TABLE {table} IS {_sql_string(text)}")
+        for table, comments in columns.items():
+            for column, text in comments.items():
+                if (table, column) in column_comments and column_comments[(table, column)] != text:
+                    con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_sql_string(text)}")
 
 
 def _sql_string(text: str) -> str:

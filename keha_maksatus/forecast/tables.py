@@ -299,9 +299,9 @@ def what_if_rows(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster, settings:
         """
         SELECT tukimuoto, ($as_of::DATE - saapunut)::BIGINT AS age FROM core.decisions
         WHERE saapunut <= $as_of::DATE AND (paatetty IS NULL OR paatetty > $as_of::DATE)
-        ORDER BY saapunut, hakemus_id
+        ORDER BY saapunut, hakemus_id LIMIT $most
         """,
-        params={"as_of": as_of},
+        params={"as_of": as_of, "most": WHAT_IF_OLDEST[-1]},
     ).pl()
     counts = sorted({n for n in WHAT_IF_OLDEST if n <= oldest.height} | ({oldest.height} if 0 < oldest.height < WHAT_IF_OLDEST[-1] else set()))
     # A week before the period's end or later, "by then" is as good as "by the end".

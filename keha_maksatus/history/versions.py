@@ -73,17 +73,20 @@ def column_comments(core_comments: dict[str, dict[str, str]]) -> dict[str, dict[
 def upgrade(con: duckdb.DuckDBPyConnection) -> None:
     """Create the history tables and views; give core tables of an earlier version their
     version columns (each current row its own first version, the history known from
-    then on: history.started). Cheap when up to date."""
-    have = {
-        (table, column)
-        for table, column in con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'core' AND database_name = current_database()"
-        ).fetchall()
-    }
+    then on: history.started). One catalog query and no write when up to date (every
+    connection opens through here)."""
+    columns = _catalog_columns(con)
+    if all(
+        (("history", f"{t}_{kind}") in columns for t in ("replaced", "unsent"))
+        and ("core", kind) in columns and "valid_from_file_id" in columns[("core", kind)]
+        and columns.get(("history", kind)) == [*columns[("core", kind)], "replaced_by_file_id"]
+        for kind in ID_COLUMNS
+    ) and ("history", "started") in columns:
+        return
     con.execute("CREATE SCHEMA IF NOT EXISTS history")
     con.execute("CREATE TABLE IF NOT EXISTS history.started (newest_file_id INTEGER, upgraded_at TIMESTAMP)")
     for kind, id_column in ID_COLUMNS.items():
-        if (kind, "valid_from_file_id") not in have:
+        if "valid_from_file_id" not in columns.get(("core", kind), []):
             con.execute(f"ALTER TABLE core.{kind} ADD COLUMN valid_from_file_id INTEGER")
             con.execute(f"ALTER TABLE core.{kind} ADD COLUMN valid_from_line BIGINT")
             con.execute(f"UPDATE core.{kind} SET valid_from_file_id = file_id, valid_from_line = line")
@@ -101,6 +104,17 @@ def upgrade(con: duckdb.DuckDBPyConnection) -> None:
             f"SELECT *, NULL::INTEGER AS replaced_by_file_id FROM core.{kind} "
             f"UNION ALL BY NAME SELECT * FROM history.replaced_{kind}"
         )
+
+
+def _catalog_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
+    """The columns of every table and view of the core and history schemas, in order."""
+    columns: dict[tuple[str, str], list[str]] = {}
+    for schema, table, column in con.execute(
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name IN ('core', 'history') ORDER BY schema_name, table_name, column_index"
+    ).fetchall():
+        columns.setdefault((schema, table), []).append(column)
+    return columns
 
 
 def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str, ids: str) -> None:

@@ -179,11 +179,12 @@ def column_comments() -> dict[str, dict[str, str]]:
 
 
 def _check_opens(path: Path) -> None:
-    """The copy must open read-only and hold every published table."""
+    """The copy must open read-only and hold every published table (a row of each read,
+    not all: some are views over the whole history)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         for table in (*PUBLISHED_TABLES, *publications.HISTORY_TABLES, *versions.HISTORY_TABLES):
-            con.execute(f"SELECT count(*) FROM {table}").fetchall()
+            con.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
     finally:
         con.close()
 
