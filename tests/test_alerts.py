@@ -42,6 +42,7 @@ from pipelines.definitions import build_definitions
 from pipelines.resources import WarehouseResource
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, YTUNNUS, decision, response, write_export
+from output_scan import personal_data_in
 
 UI_URL = "http://dagster.example.fi:3000"
 D = "maksatuspaatokset_{}.csv"
@@ -93,6 +94,14 @@ def text_of(message) -> str:
 
 def html_of(message) -> str:
     return message.get_body(preferencelist=("html",)).get_content()
+
+
+def assert_no_personal_data(mail, landing: Path) -> None:
+    """No identity code, business ID, e-mail, IBAN or phone number of the input in either part."""
+    found = personal_data_in(landing)
+    assert found  # the input holds some: the scan sees it
+    for part in (text_of(mail), html_of(mail)):
+        assert not {secret for secret in found if secret in part}
 
 
 class Page(HTMLParser):
@@ -176,8 +185,7 @@ def test_a_failed_run_mails_its_failed_step_reason_and_link_once(tmp_path, monke
     assert "Mitään ei julkaistu: edellinen julkaistu tietovarasto" in text
     assert f"Ajo Dagsterissa: {link}" in text
     assert f'<a href="{link}">' in page and "another pseudonym key" in page
-    for message_text in (text, page):
-        assert HETU not in message_text and YTUNNUS not in message_text
+    assert_no_personal_data(mail, landing)
     assert instance.get_run_by_id(failed.run_id).tags[SENT_TAG] == failed.run_id
 
     # The next tick has nothing new; a tick from the old cursor (reset) does not send it again.
@@ -215,6 +223,7 @@ def test_a_blocked_run_mails_the_blocking_check_and_nothing_without_smtp(tmp_pat
     assert "markedly less data" in text
     assert "Epäonnistunut vaihe" not in text  # the check's step is told as the check
     assert "Mitään ei julkaistu" in text and f"{UI_URL}/runs/{blocked.run_id}" in text
+    assert_no_personal_data(mail, landing)
 
 
 def test_the_alert_logs_in_with_the_password_file(tmp_path, monkeypatch, smtp):
@@ -336,17 +345,17 @@ def findings_runs(tmp_path_factory):
         patch.setenv("KEHA_PSEUDONYM_KEY", "findings-key")
         first, second = run_nightly(landing, published, instance), run_nightly(landing, published, instance)
     assert first.success and second.success
-    return instance, published, cursor, first.run_id, second.run_id
+    return instance, published, cursor, first.run_id, second.run_id, landing
 
 
 def test_optional_alerts_are_off_unless_enabled(findings_runs, smtp):
-    instance, published, cursor, first, _ = findings_runs
+    instance, published, cursor, first, *_ = findings_runs
     result = tick(run_findings_alert, instance, cursor, published)
     assert "optional alerts are off" in result.skip_message and smtp.messages == []
 
 
 def test_optional_alerts_mail_what_each_run_found_once(findings_runs, monkeypatch, smtp):
-    instance, published, cursor, first, second = findings_runs
+    instance, published, cursor, first, second, landing = findings_runs
     con = duckdb.connect(str(published), read_only=True)
     try:
         chances = dict(con.execute("SELECT indicator, probability_meets_target FROM kpi.forecast").fetchall())
@@ -362,6 +371,7 @@ def test_optional_alerts_mail_what_each_run_found_once(findings_runs, monkeypatc
     assert f"ajo nightly ({first}) onnistui" in text
     assert f"- {D.format('2022-10-15')}: quarantined" in text
     assert "ennuste" not in text.lower() and f"{UI_URL}/runs/{first}" in text
+    assert_no_personal_data(mail, landing)
     # The second run quarantined nothing new: a reaction, no mail.
     assert [reaction.dagster_run.run_id for reaction in both.dagster_run_reactions] == [first, second]
 
@@ -377,6 +387,7 @@ def test_optional_alerts_mail_what_each_run_found_once(findings_runs, monkeypatc
             in text) and "tavoite < 30, todennäköisyys saavuttaa tavoite alle 1\u00a0%" in text
     assert "Asiakastyytyväisyys" not in text and "karanteeni" not in text
     assert instance.get_run_by_id(second).tags[FINDINGS_SENT_TAG] == second
+    assert_no_personal_data(mail, landing)
     # Both on, from the start: each run was told once already.
     monkeypatch.setenv("KEHA_ALERT_ON_FILE_QUARANTINE", "1")
     tick(run_findings_alert, instance, cursor, published)
