@@ -2,32 +2,42 @@
 
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from keha_maksatus import state
 from keha_maksatus import warehouse as working_state
+from keha_maksatus.errors import RunLockedError
 from keha_maksatus.ingest.landing import fingerprint, stable_files
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job
 
 
-def ingested_fingerprints(working_file: Path) -> set[tuple] | None:
+def ingested_fingerprints(files: state.WarehouseFiles) -> set[tuple] | None:
     """Fingerprints of the files the warehouse's ingest log already holds (read-only), or
-    None while a run holds the working file (it is then ingesting)."""
-    if not working_file.exists():
+    None while a run holds the warehouse (it is then ingesting). Read under the warehouse's
+    run lock, taken without waiting: a DuckDB reader in another process keeps a run from
+    opening the working file, so a run starting meanwhile waits for the lock, not fails."""
+    if not files.working_file.exists():
         return set()
+    lock = state.RunLock(files)
     try:
-        con = duckdb.connect(str(working_file), read_only=True)
-    except duckdb.IOException:
+        lock.acquire(0)
+    except RunLockedError:
         return None
     try:
-        return set(working_state.recorded_hashes(con))
-    except duckdb.Error:  # no ingest log yet, or one of an earlier version: the run sorts it out
-        return set()
+        con = duckdb.connect(str(files.working_file), read_only=True)
+        try:
+            return set(working_state.recorded_hashes(con))
+        except duckdb.Error:  # no ingest log yet, or one of an earlier version: the run sorts it out
+            return set()
+        finally:
+            con.close()
+    except duckdb.IOException:
+        return None
     finally:
-        con.close()
+        lock.release()
 
 
 @dg.sensor(
@@ -42,7 +52,7 @@ def ingested_fingerprints(working_file: Path) -> set[tuple] | None:
 )
 def new_exports_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     seen = set(json.loads(context.cursor)) if context.cursor else set()
-    ingested = ingested_fingerprints(warehouse.working_file)
+    ingested = ingested_fingerprints(warehouse.files)
     if ingested is None:
         return dg.SkipReason("a run is using the warehouse; new files are looked at again after it")
     quiet = warehouse.settings().landing_quiet_seconds
