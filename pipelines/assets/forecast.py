@@ -5,7 +5,7 @@ import dagster as dg
 
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
 from keha_maksatus.forecast import tables as forecast_tables
-from pipelines.assets.kpi import KPI_TABLES, indicator_check
+from pipelines.assets.kpi import KPI_TABLES, IndicatorCheck
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
@@ -14,23 +14,6 @@ FORECAST_TABLES = {table.split(".")[1]: table for table in forecast_tables.TABLE
 SHORT_NAMES = {SATISFACTION: "satisfaction", PROCESSING_TIME: "processing_time"}
 # Under this chance of meeting its target, the running period's check warns.
 WARN_BELOW = 0.5
-
-
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(name, description=forecast_tables.TABLE_COMMENTS[table], group_name="forecast", deps=list(KPI_TABLES))
-        for name, table in FORECAST_TABLES.items()
-    ],
-)
-def forecast_tables_asset(warehouse: WarehouseResource):
-    with warehouse.connect() as con:
-        forecast_tables.build_forecast_tables(con, warehouse.settings())
-        forecast = con.sql("SELECT * FROM kpi.forecast ORDER BY period_end, indicator").pl()
-        for name, table in FORECAST_TABLES.items():
-            metadata = table_metadata(con, table, preview_rows=20)
-            if name == "forecast":
-                metadata.update(probability_metadata(forecast))
-            yield dg.MaterializeResult(asset_key=name, metadata=metadata)
 
 
 def probability_metadata(forecast) -> dict:
@@ -45,8 +28,8 @@ def probability_metadata(forecast) -> dict:
     return metadata
 
 
-def _forecast_check(indicator: str):
-    return indicator_check(
+def _forecast_check(indicator: str) -> IndicatorCheck:
+    return IndicatorCheck(
         indicator,
         asset="forecast",
         name=f"{SHORT_NAMES[indicator]}_on_track",
@@ -85,5 +68,24 @@ def forecast_check_result(rows) -> dg.AssetCheckResult:
     )
 
 
-satisfaction_on_track = _forecast_check(SATISFACTION)
-processing_time_on_track = _forecast_check(PROCESSING_TIME)
+FORECAST_CHECKS = [_forecast_check(SATISFACTION), _forecast_check(PROCESSING_TIME)]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(name, description=forecast_tables.TABLE_COMMENTS[table], group_name="forecast", deps=list(KPI_TABLES))
+        for name, table in FORECAST_TABLES.items()
+    ],
+    check_specs=[check.spec for check in FORECAST_CHECKS],
+)
+def forecast_tables_asset(warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        forecast_tables.build_forecast_tables(con, warehouse.settings())
+        forecast = con.sql("SELECT * FROM kpi.forecast ORDER BY period_end, indicator").pl()
+        for name, table in FORECAST_TABLES.items():
+            metadata = table_metadata(con, table, preview_rows=20)
+            if name == "forecast":
+                metadata.update(probability_metadata(forecast))
+            yield dg.MaterializeResult(asset_key=name, metadata=metadata)
+        for check in FORECAST_CHECKS:
+            yield check.evaluate(con)

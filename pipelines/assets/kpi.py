@@ -1,6 +1,9 @@
 """KPI group: the quality-section table and the analysts' breakdowns, in DuckDB."""
 
 
+from dataclasses import dataclass
+from typing import Callable
+
 import dagster as dg
 import polars as pl
 
@@ -21,18 +24,101 @@ KPI_TABLES = {table.split(".")[1]: table for table in kpi.TABLE_COMMENTS}
 CLOSED_PERIOD_CHECK = "closed_period_changed"
 
 
+@dataclass(frozen=True)
+class IndicatorCheck:
+    """A WARN check of one indicator, judged in the step that builds its asset (a step of
+    its own would open the working file again): `query` (its one parameter the indicator)
+    read from the working warehouse and judged by `judge(indicator, rows)`."""
+
+    indicator: str
+    asset: str
+    name: str
+    description: str
+    query: str
+    judge: Callable[[str, pl.DataFrame], dg.AssetCheckResult]
+
+    @property
+    def spec(self) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(self.name, asset=self.asset, description=self.description)
+
+    def evaluate(self, con) -> dg.AssetCheckResult:
+        result = self.judge(self.indicator, con.sql(self.query, params=[self.indicator]).pl())
+        return result._replace(asset_key=dg.AssetKey(self.asset), check_name=self.name)
+
+
+def target_check_result(indicator: str, periods: pl.DataFrame) -> dg.AssetCheckResult:
+    """Judge the newest period (first row of `periods`, newest first) against its target;
+    report the closed periods in the metadata."""
+    digits = REPORT_DECIMALS[indicator]
+    if periods.is_empty():
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   description="No reporting period has data yet.")
+    newest = periods.row(0, named=True)
+    closed = periods.slice(1).with_columns(pl.col("value").round(digits))
+    state = "running" if not newest["complete"] else "newest, complete"
+    value = "no value" if newest["value"] is None else f"{newest['value']:.{digits}f}"
+    if newest["met"] is None:
+        verdict = "no target for this year" if newest["target"] is None else "no value to compare with the target"
+    else:
+        target = f"target {newest['target_op']} {newest['target']:.{digits}f}"
+        verdict = f"{'meets' if newest['met'] else 'misses'} the {target}"
+    missed = closed.filter(pl.col("met") == False)  # noqa: E712 (null = no target)
+    history = f"; closed periods that missed their target: {', '.join(missed['period_label'])}" if missed.height else ""
+    return dg.AssetCheckResult(
+        passed=newest["met"] is not False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{newest['period_label']} ({state}): {value} (n = {newest['n']}), {verdict}{history}.",
+        metadata={
+            "period": newest["period_label"],
+            "period_complete": bool(newest["complete"]),
+            "value": dg.FloatMetadataValue(_rounded(newest["value"], digits)),
+            "target": dg.FloatMetadataValue(_rounded(newest["target"], digits)),
+            "n": int(newest["n"] or 0),
+            "closed_periods_missing_target": missed.height,
+            "closed_periods": markdown_table(closed),
+        },
+    )
+
+
+def _target_check(indicator: str) -> IndicatorCheck:
+    return IndicatorCheck(
+        indicator,
+        asset="quality_section",
+        name=f"{'satisfaction' if indicator == SATISFACTION else 'processing_time'}_meets_target",
+        description=(
+            f"{INDICATORS[indicator]}: the newest reporting period (the running one) meets its target. "
+            "Earlier, closed periods cannot change any more: they are listed in the metadata, not judged."
+        ),
+        query="SELECT period_label, complete, target_op, target, value, n, met FROM kpi.quality_section "
+              "WHERE indicator = ? ORDER BY period_end DESC, period_start",
+        judge=target_check_result,
+    )
+
+
+TARGET_CHECKS = [_target_check(SATISFACTION), _target_check(PROCESSING_TIME)]
+ENOUGH_DATA_CHECK = "enough_data_to_publish"
+
+
 @dg.multi_asset(
     specs=[dg.AssetSpec(name, description=kpi.TABLE_COMMENTS[table], group_name="kpi", deps=["decisions", "feedback"]) for name, table in KPI_TABLES.items()],
-    # Judged on the changes the step computes once (explaining them reads the row history).
-    check_specs=[dg.AssetCheckSpec(
-        CLOSED_PERIOD_CHECK, asset="quality_section",
-        description="No closed reporting period's value changed since the last publication; when one did, "
-                    "the check names the extracts that moved it (the parts are in the quality_section materialization).",
-    )],
+    check_specs=[
+        # Judged on the changes the step computes once (explaining them reads the row history).
+        dg.AssetCheckSpec(
+            CLOSED_PERIOD_CHECK, asset="quality_section",
+            description="No closed reporting period's value changed since the last publication; when one did, "
+                        "the check names the extracts that moved it (the parts are in the quality_section materialization).",
+        ),
+        *[check.spec for check in TARGET_CHECKS],
+        dg.AssetCheckSpec(
+            ENOUGH_DATA_CHECK, asset="quality_section", blocking=True,
+            description="Blocks publishing when the new figures rest on markedly less data than the published ones (default: under 90 %).",
+        ),
+    ],
 )
 def kpi_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    settings = warehouse.settings()
     with warehouse.connect() as con:
-        kpi.build_kpis(con, warehouse.settings())
+        kpi.build_kpis(con, settings)
         # Against the published file's last publication, as record_publication compares.
         closed = shown_changes(closed_period_changes(changes_since_last_publication(con, warehouse.published_path)))
         for name, table in KPI_TABLES.items():
@@ -41,7 +127,11 @@ def kpi_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
                 metadata.update(_headline_metadata(con))
                 metadata.update(closed_change_metadata(closed))
             yield dg.MaterializeResult(asset_key=name, metadata=metadata)
-    yield closed_period_check_result(closed)
+        yield closed_period_check_result(closed)
+        for check in TARGET_CHECKS:
+            yield check.evaluate(con)
+        volume = check_data_volume(con, warehouse.published_path, settings.min_data_share, settings.publish_lock_wait_seconds)
+    yield enough_data_result(volume)
 
 
 # Decimals as the report shows them: mean score 2, days 1.
@@ -79,68 +169,6 @@ def _headline_metadata(con) -> dict:
         metadata[f"{prefix}_target"] = dg.FloatMetadataValue(_rounded(row["target"], digits))
         metadata[f"{prefix}_met"] = str(row["met"])
     return metadata
-
-
-def indicator_check(indicator: str, asset: str, name: str, description: str, query: str, judge):
-    """A WARN check of one indicator: `query` (its one parameter the indicator) read from
-    the working warehouse and judged by `judge(indicator, rows)`."""
-
-    @dg.asset_check(asset=asset, name=name, description=description)
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            rows = con.sql(query, params=[indicator]).pl()
-        return judge(indicator, rows)
-
-    return _check
-
-
-def _target_check(indicator: str):
-    return indicator_check(
-        indicator,
-        asset="quality_section",
-        name=f"{'satisfaction' if indicator == SATISFACTION else 'processing_time'}_meets_target",
-        description=(
-            f"{INDICATORS[indicator]}: the newest reporting period (the running one) meets its target. "
-            "Earlier, closed periods cannot change any more: they are listed in the metadata, not judged."
-        ),
-        query="SELECT period_label, complete, target_op, target, value, n, met FROM kpi.quality_section "
-              "WHERE indicator = ? ORDER BY period_end DESC, period_start",
-        judge=target_check_result,
-    )
-
-
-def target_check_result(indicator: str, periods: pl.DataFrame) -> dg.AssetCheckResult:
-    """Judge the newest period (first row of `periods`, newest first) against its target;
-    report the closed periods in the metadata."""
-    digits = REPORT_DECIMALS[indicator]
-    if periods.is_empty():
-        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                   description="No reporting period has data yet.")
-    newest = periods.row(0, named=True)
-    closed = periods.slice(1).with_columns(pl.col("value").round(digits))
-    state = "running" if not newest["complete"] else "newest, complete"
-    value = "no value" if newest["value"] is None else f"{newest['value']:.{digits}f}"
-    if newest["met"] is None:
-        verdict = "no target for this year" if newest["target"] is None else "no value to compare with the target"
-    else:
-        target = f"target {newest['target_op']} {newest['target']:.{digits}f}"
-        verdict = f"{'meets' if newest['met'] else 'misses'} the {target}"
-    missed = closed.filter(pl.col("met") == False)  # noqa: E712 (null = no target)
-    history = f"; closed periods that missed their target: {', '.join(missed['period_label'])}" if missed.height else ""
-    return dg.AssetCheckResult(
-        passed=newest["met"] is not False,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{newest['period_label']} ({state}): {value} (n = {newest['n']}), {verdict}{history}.",
-        metadata={
-            "period": newest["period_label"],
-            "period_complete": bool(newest["complete"]),
-            "value": dg.FloatMetadataValue(_rounded(newest["value"], digits)),
-            "target": dg.FloatMetadataValue(_rounded(newest["target"], digits)),
-            "n": int(newest["n"] or 0),
-            "closed_periods_missing_target": missed.height,
-            "closed_periods": markdown_table(closed),
-        },
-    )
 
 
 def shown_changes(closed: pl.DataFrame) -> pl.DataFrame:
@@ -208,20 +236,10 @@ def closed_period_check_result(closed: pl.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-satisfaction_meets_target = _target_check(SATISFACTION)
-processing_time_meets_target = _target_check(PROCESSING_TIME)
-
-
-@dg.asset_check(
-    asset="quality_section",
-    blocking=True,
-    description="Blocks publishing when the new figures rest on markedly less data than the published ones (default: under 90 %).",
-)
-def enough_data_to_publish(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    settings = warehouse.settings()
-    with warehouse.connect() as con:
-        volume = check_data_volume(con, warehouse.published_path, settings.min_data_share, settings.publish_lock_wait_seconds)
+def enough_data_result(volume) -> dg.AssetCheckResult:
+    """The blocking check: the new figures rest on enough data compared with the published ones."""
     metadata = {f"new_{k}": v for k, v in volume.new_counts.items()}
     metadata.update({f"published_{k}": v for k, v in (volume.published_counts or {}).items()})
     metadata["message"] = volume.message
-    return dg.AssetCheckResult(passed=volume.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=volume.message)
+    return dg.AssetCheckResult(asset_key="quality_section", check_name=ENOUGH_DATA_CHECK, passed=volume.passed,
+                               severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=volume.message)
