@@ -161,7 +161,8 @@ def _merge_newest_file(con, kind: str, file_id: int, file_name: str, rows: str, 
                CASE WHEN c.{id_column} IS NOT NULL AND {same} THEN c.valid_from_file_id ELSE ?::INTEGER END AS valid_from_file_id,
                CASE WHEN c.{id_column} IS NOT NULL AND {same} THEN c.valid_from_line ELSE r.line END AS valid_from_line,
                c.{id_column} IS NOT NULL AND NOT ({same}) AS replaces,
-               CASE WHEN c.{id_column} IS NOT NULL AND {same} THEN c.file_id END AS last_seen_file_id
+               CASE WHEN c.{id_column} IS NOT NULL AND {same} THEN c.file_id END AS last_seen_file_id,
+               c.rowid AS core_row
         FROM {rows} r LEFT JOIN core.{kind} c ON c.{id_column} = r.{id_column}
         """,
         [file_name, file_id, file_id],
@@ -187,13 +188,14 @@ def _merge_newest_file(con, kind: str, file_id: int, file_name: str, rows: str, 
             f"""
             INSERT INTO history.replaced_{kind} BY NAME
             SELECT c.*, ?::INTEGER AS replaced_by_file_id FROM core.{kind} c
-            WHERE c.{id_column} IN (SELECT {id_column} FROM incoming_versions WHERE replaces)
+            WHERE c.rowid IN (SELECT core_row FROM incoming_versions WHERE replaces)
             """,
             [file_id],
         )
-        # IN (subquery) builds its hash table of the ids alone; USING would carry every column.
-        con.execute(f"DELETE FROM core.{kind} WHERE {id_column} IN (SELECT {id_column} FROM {ids})")
-        con.execute(f"INSERT INTO core.{kind} BY NAME SELECT * EXCLUDE (replaces, last_seen_file_id) FROM incoming_versions")
+        # By the rows the join found (row ids hold within this transaction): no second pass
+        # over every id of the table.
+        con.execute(f"DELETE FROM core.{kind} WHERE rowid IN (SELECT core_row FROM incoming_versions WHERE core_row IS NOT NULL)")
+        con.execute(f"INSERT INTO core.{kind} BY NAME SELECT * EXCLUDE (replaces, last_seen_file_id, core_row) FROM incoming_versions")
     finally:
         con.execute("DROP TABLE IF EXISTS incoming_versions")
 
