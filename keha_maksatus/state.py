@@ -4,6 +4,7 @@ pseudonym key its state was built with, and the lock one run holds on it.
 For the published file `<dir>/<name>`:
 
     <dir>/.<name>.work/            the working state: warehouse.duckdb, key.check, run.lock
+    <dir>/.<name>.work/staged/     prepared files waiting for the merge (ingest on workers)
     <dir>/<name>.outputs/raportti  the quality-section report
     <dir>/<name>.outputs/dashboards
     <dir>/<name>.outputs/exports
@@ -35,6 +36,10 @@ from keha_maksatus.warehouse import WORKING_FILE
 
 KEY_CHECK_FILE = "key.check"
 LOCK_FILE = "run.lock"
+STAGING_DIR = "staged"
+# How long a run whose steps run in other processes keeps the warehouse between two of
+# its steps, when nobody can tell whether it is still running (see RunLock).
+STEP_GAP_SECONDS = 120.0
 # The key check is HMAC-SHA256 of this constant: it tells keys apart, never the key.
 _KEY_CHECK_MESSAGE = b"keha-maksatus: pseudonym key check, version 1"
 _LOCK_POLL_SECONDS = 0.1
@@ -70,6 +75,10 @@ class WarehouseFiles:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / LOCK_FILE
+
+    def staging_dir(self, run_id: str) -> Path:
+        """Where one run's prepared files wait for the merge."""
+        return self.state_dir / STAGING_DIR / run_id
 
     @property
     def outputs_dir(self) -> Path:
@@ -175,16 +184,30 @@ class RunLock:
     that has to wait can name it. The kernel drops the lock when the holder's process
     ends, however it ends. Re-entrant for the same run id within a process: the command
     line takes the lock for the run it is about to start, and the run's resource takes
-    it again; another run, in this process or another, waits."""
+    it again; another run, in this process or another, waits.
+
+    A run whose steps run in other processes (workers) takes it `shared`: each of its
+    steps holds the flock while it works (so two steps never open the working file at
+    once; the second waits, bounded), and between its steps the file keeps the run's
+    claim: another run waits while `run_active(run id)` says the run still runs (or, when
+    that cannot tell, for STEP_GAP_SECONDS after its last step)."""
 
     def __init__(self, files: WarehouseFiles) -> None:
         self.files = files
         self.path = files.lock_file
         self._taken = 0  # acquires of this object not yet released
 
-    def acquire(self, wait_seconds: float, run_id: str | None = None, on_wait: Callable[[str], None] | None = None) -> None:
-        """Take the lock, waiting up to `wait_seconds` for another run; RunLockedError after that.
-        `on_wait` is told once, with the holder's description, when the wait begins."""
+    def acquire(
+        self,
+        wait_seconds: float,
+        run_id: str | None = None,
+        on_wait: Callable[[str], None] | None = None,
+        shared: bool = False,
+        run_active: Callable[[str], bool | None] | None = None,
+    ) -> None:
+        """Take the lock, waiting up to `wait_seconds` for another run (or another step of
+        this one); RunLockedError after that. `on_wait` is told once, with the holder's
+        description, when the wait begins."""
         with _held_guard:
             held = _held.get(self.path)
             if held and run_id is not None and held.details["dagster_run_id"] == run_id:
@@ -197,20 +220,30 @@ class RunLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                holder = describe_holder(_read_details(fd))
-                remaining = deadline - time.monotonic()
-                if remaining > 0 and on_wait and not told:
-                    on_wait(holder)
-                    told = True
-                if remaining <= 0:
-                    os.close(fd)
+                holder = _read_details(fd)
+            else:
+                holder = _read_details(fd)
+                if not _claimed_by_another_run(holder, run_id, run_active):
+                    break
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            remaining = deadline - time.monotonic()
+            if remaining > 0 and on_wait and not told:
+                on_wait(describe_holder(holder))
+                told = True
+            if remaining <= 0:
+                os.close(fd)
+                if run_id is not None and holder.get("dagster_run_id") == run_id:
                     raise RunLockedError(
-                        f"another run is working on {self.files.published}: {holder}; waited {wait_seconds:g} s "
-                        f"(run_lock_wait_seconds). Let that run finish and run again, or raise KEHA_RUN_LOCK_WAIT_SECONDS"
-                    ) from None
-                time.sleep(min(_LOCK_POLL_SECONDS, remaining))
+                        f"another step of this run holds the working state of {self.files.published}: "
+                        f"{describe_holder(holder)}; waited {wait_seconds:g} s (run_lock_wait_seconds). The steps that "
+                        f"open the working file take turns: raise KEHA_RUN_LOCK_WAIT_SECONDS"
+                    )
+                raise RunLockedError(
+                    f"another run is working on {self.files.published}: {describe_holder(holder)}; waited {wait_seconds:g} s "
+                    f"(run_lock_wait_seconds). Let that run finish and run again, or raise KEHA_RUN_LOCK_WAIT_SECONDS"
+                )
+            time.sleep(min(_LOCK_POLL_SECONDS, remaining))
         details = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -218,6 +251,8 @@ class RunLock:
             "dagster_run_id": run_id,
             "command": " ".join(sys.argv),
         }
+        if shared:
+            details["shared"] = True
         _write_details(fd, details)
         with _held_guard:
             _held[self.path] = _Held(fd, 1, details)
@@ -235,7 +270,11 @@ class RunLock:
             if held.depth:
                 return
             del _held[self.path]
-        os.ftruncate(held.fd, 0)  # a waiting run names no run that has finished
+        if held.details.get("shared") and held.details.get("dagster_run_id"):
+            # The run keeps its claim until its next step (see _claimed_by_another_run).
+            _write_details(held.fd, {**held.details, "between_steps_since": time.time()})
+        else:
+            os.ftruncate(held.fd, 0)  # a waiting run names no run that has finished
         fcntl.flock(held.fd, fcntl.LOCK_UN)
         os.close(held.fd)
 
@@ -248,6 +287,19 @@ class RunLock:
                 f"cannot create or open the working state {self.files.state_dir}: {error.strerror or error}; "
                 f"the warehouse's folder and its working state must be writable by the user running the pipeline"
             ) from error
+
+
+def _claimed_by_another_run(details: dict, run_id: str | None, run_active: Callable[[str], bool | None] | None) -> bool:
+    """Whether a run on workers, between two of its steps, still keeps the warehouse from
+    this one. A holder that died without releasing left no claim: the kernel freed it."""
+    claimant = details.get("dagster_run_id")
+    since = details.get("between_steps_since")
+    if since is None or not claimant or claimant == run_id:
+        return False
+    active = run_active(claimant) if run_active else None
+    if active is not None:
+        return active
+    return time.time() - since < STEP_GAP_SECONDS
 
 
 def _write_details(fd: int, details: dict) -> None:
@@ -276,4 +328,6 @@ def describe_holder(details: dict) -> str:
         text += f", started {details['started_at']}"
     if details.get("dagster_run_id"):
         text += f", Dagster run {details['dagster_run_id']}"
+    if details.get("between_steps_since"):
+        text += " (on workers, between two of its steps)"
     return text

@@ -14,18 +14,25 @@ from keha_maksatus.config import Settings, load_settings
 from keha_maksatus.ingest.privacy import resolve_key
 from keha_maksatus.outputs.publish import OutputFolders
 
+# A run with this tag runs its steps in other processes (workers): they share its run lock.
+STEPS_ON_WORKERS_TAG = "keha/steps_on_workers"
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """Paths of the landing folder and the published DuckDB file. The warehouse's working
     state and output folders are named after the published file (keha_maksatus.state).
 
     A run holds the warehouse's run lock from its first use of the working state to its
-    end, so two runs on one warehouse never overlap (the second waits, bounded)."""
+    end, so two runs on one warehouse never overlap (the second waits, bounded). When
+    its steps run in other processes (STEPS_ON_WORKERS_TAG), each step holds the lock
+    while it works and the run keeps it between its steps (state.RunLock, shared)."""
 
     landing_dir: str
     warehouse_path: str
     _run_id: str | None = PrivateAttr(default=None)
     _lock: state.RunLock | None = PrivateAttr(default=None)
+    _on_workers: bool = PrivateAttr(default=False)
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
 
     @property
     def files(self) -> state.WarehouseFiles:
@@ -53,6 +60,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run.run_id if context.run else None
+        self._on_workers = bool(context.run and context.run.tags.get(STEPS_ON_WORKERS_TAG) == "true")
+        self._instance = context.instance
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._lock:
@@ -63,8 +72,21 @@ class WarehouseResource(dg.ConfigurableResource):
         """Take the warehouse's run lock for the rest of this run (waiting, bounded, for another run)."""
         if self._lock is None:
             lock = state.RunLock(self.files)
-            lock.acquire(self.settings().run_lock_wait_seconds, run_id=self._run_id)
+            lock.acquire(self.settings().run_lock_wait_seconds, run_id=self._run_id,
+                         shared=self._on_workers, run_active=self._run_active)
             self._lock = lock
+
+    def _run_active(self, run_id: str) -> bool | None:
+        """Whether the instance knows the run as not finished (None: it does not know it)."""
+        run = self._instance.get_run_by_id(run_id) if self._instance else None
+        return None if run is None else not run.is_finished
+
+    def prepare_key(self) -> tuple[bytes, bool]:
+        """(key, is_demo) for a per-file step: the same key, checked against the state's key
+        check alone (no lock, the working file never opened)."""
+        key, is_demo = resolve_key(self.landing_dir)
+        state.verify_key(self.files, key)
+        return key, is_demo
 
     def pseudonym_key(self) -> tuple[bytes, bool]:
         """(key, is_demo), checked against the key the working state was built with."""

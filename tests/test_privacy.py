@@ -317,24 +317,32 @@ def test_column_masking_equals_masking_every_cell(texts):
 
 
 def test_customer_keys_hash_each_customer_once_and_keep_keys_across_runs(tmp_path):
+    def pseudonymised(ids):
+        frame = privacy.pseudonymise(pl.DataFrame({"n": range(len(ids)), "asiakastunnus": ids}), "asiakastunnus", b"k")
+        assert frame.columns == ["n", "asiakas_hash"]  # in place, no clear id left
+        assert frame["asiakas_hash"].to_list() == [privacy.pseudonym(b"k", c) for c in ids]
+        return frame
+
     con = warehouse.connect(tmp_path / "work")
     try:
-        con.register("first", pl.DataFrame({"asiakastunnus": ["131052-308T", "0737546-2", "131052-308T"]}))
-        con.register("second", pl.DataFrame({"asiakastunnus": ["0737546-2", "010101-123N"]}))
-        run = privacy.CustomerKeys(con, b"k")
-        run.add("first", "asiakastunnus")
-        run.add("second", "asiakastunnus")
-        keys = dict(con.execute(f"SELECT customer_id, asiakas_id FROM {run.table}").fetchall())
+        first_ids, second_ids = ["131052-308T", "0737546-2", "131052-308T"], ["0737546-2", "010101-123N"]
+        con.register("first", pseudonymised(first_ids))
+        con.register("second", pseudonymised(second_ids))
+        run = privacy.CustomerKeys(con)
+        run.add("first", "asiakas_hash")
+        run.add("second", "asiakas_hash")
+        keys = dict(con.execute(f"SELECT asiakas_hash, asiakas_id FROM {run.table}").fetchall())
         run.drop()
         customers = dict(con.execute("SELECT asiakas_id, asiakas_hash FROM core.customers").fetchall())
         assert len(customers) == 3 and sorted(keys.values()) == [1, 2, 3]  # each customer once
-        assert {c: customers[k] for c, k in keys.items()} == {c: privacy.pseudonym(b"k", c) for c in keys}
+        assert {customers[k] for k in keys.values()} == {privacy.pseudonym(b"k", c) for c in first_ids + second_ids}
 
-        next_run = privacy.CustomerKeys(con, b"k")
-        con.register("third", pl.DataFrame({"asiakastunnus": ["010101-123N", "311299-999E"]}))
-        next_run.add("third", "asiakastunnus")
-        later = dict(con.execute(f"SELECT customer_id, asiakas_id FROM {next_run.table}").fetchall())
-        assert later["010101-123N"] == keys["010101-123N"] and later["311299-999E"] == 4
+        next_run = privacy.CustomerKeys(con)
+        con.register("third", pseudonymised(["010101-123N", "311299-999E"]))
+        next_run.add("third", "asiakas_hash")
+        later = dict(con.execute(f"SELECT asiakas_hash, asiakas_id FROM {next_run.table}").fetchall())
+        assert later[privacy.pseudonym(b"k", "010101-123N")] == keys[privacy.pseudonym(b"k", "010101-123N")]
+        assert later[privacy.pseudonym(b"k", "311299-999E")] == 4
         next_run.drop()
         assert not con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'customer_keys%'").fetchall()[0][0]
     finally:

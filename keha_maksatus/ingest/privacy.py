@@ -204,34 +204,48 @@ def pseudonym_sql(column: str, key: bytes) -> tuple[str, list[bytes]]:
     return expression, [outer_pad, inner_pad]
 
 
-class CustomerKeys:
-    """Customer ids to their keys in core.customers, during one run. Each id met is
-    hashed (HMAC-SHA256) once per run; a pseudonym not yet in core.customers gets the
-    next key there. The clear ids stay in a temporary table (memory only, dropped at
-    the end); the warehouse holds only keys and pseudonyms."""
+def pseudonymise(frame: pl.DataFrame, column: str, key: bytes, into: str = "asiakas_hash") -> pl.DataFrame:
+    """The frame with `column`'s customer ids replaced, in place, by their pseudonyms
+    (HMAC-SHA256 hex, as core.customers keeps them) in a column named `into`. Each
+    distinct id is hashed once, in an in-memory DuckDB: no warehouse is opened, so a
+    file's ids are pseudonymised with its other per-file work and no clear id leaves it."""
+    ids = frame.select(pl.col(column).unique().alias("customer_id"))
+    expression, params = pseudonym_sql("customer_id", key)
+    con = duckdb.connect()
+    try:
+        con.register("ids", ids.to_arrow())
+        hashes = con.sql(f"SELECT customer_id, {expression} AS pseudonym FROM ids", params=params).pl()
+    finally:
+        con.close()
+    pseudonyms = frame.select(column).join(
+        hashes, left_on=column, right_on="customer_id", how="left", maintain_order="left"
+    )["pseudonym"]
+    return frame.with_columns(pseudonyms.alias(column)).rename({column: into})
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, key: bytes):
+
+class CustomerKeys:
+    """Pseudonyms to their keys in core.customers, during one run. A pseudonym not yet in
+    core.customers gets the next key there (in pseudonym order within each file). The
+    run's pseudonyms and keys stay in a temporary table (memory only, dropped at the end)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
         self.table = f"customer_keys_{os.getpid()}_{id(self)}"
-        self._expression, self._params = pseudonym_sql("customer_id", key)
         self._keys_before_run = self._last_key()
-        con.execute(f"CREATE TEMP TABLE {self.table} (customer_id VARCHAR NOT NULL, asiakas_id INTEGER NOT NULL)")
+        con.execute(f"CREATE TEMP TABLE {self.table} (asiakas_hash VARCHAR NOT NULL, asiakas_id INTEGER NOT NULL)")
 
     def _last_key(self) -> int:
         return self.con.execute("SELECT coalesce(max(asiakas_id), 0) FROM core.customers").fetchall()[0][0]
 
     def add(self, relation: str, column: str) -> None:
-        """Keys for the ids of relation.column (fixed names) not met before in this run."""
-        hashed = f"{self.table}_hashed"
+        """Keys for the pseudonyms of relation.column (fixed names) not met before in this run."""
+        new = f"{self.table}_new"
         self.con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE {hashed} AS
-            SELECT customer_id, {self._expression} AS asiakas_hash FROM (
-                SELECT DISTINCT {column} AS customer_id FROM {relation}
-                WHERE {column} NOT IN (SELECT customer_id FROM {self.table})
-            )
-            """,
-            self._params,
+            CREATE OR REPLACE TEMP TABLE {new} AS
+            SELECT DISTINCT {column} AS asiakas_hash FROM {relation}
+            WHERE {column} NOT IN (SELECT asiakas_hash FROM {self.table})
+            """
         )
         last = self._last_key()
         # Only customers of earlier runs can already be there: this run's are in self.table.
@@ -240,19 +254,19 @@ class CustomerKeys:
             f"""
             INSERT INTO core.customers
             SELECT ? + row_number() OVER (ORDER BY h.asiakas_hash), h.asiakas_hash
-            FROM {hashed} h ANTI JOIN ({earlier}) c USING (asiakas_hash)
+            FROM {new} h ANTI JOIN ({earlier}) c USING (asiakas_hash)
             """,
             [last, self._keys_before_run],
         )
         self.con.execute(
             f"""
             INSERT INTO {self.table}
-            SELECT h.customer_id, c.asiakas_id FROM {hashed} h
+            SELECT h.asiakas_hash, c.asiakas_id FROM {new} h
             JOIN (SELECT asiakas_id, asiakas_hash FROM core.customers WHERE asiakas_id <= ? OR asiakas_id > ?) c USING (asiakas_hash)
             """,
             [self._keys_before_run, last],
         )
-        self.con.execute(f"DROP TABLE {hashed}")
+        self.con.execute(f"DROP TABLE {new}")
 
     def drop(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.table}")

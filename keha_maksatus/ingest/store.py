@@ -1,9 +1,11 @@
 """Ingesting the landing folder into the working warehouse, one file at a time.
 
-Each new file (by content hash) is read and validated (prepare_file, no database, run
-one file ahead in a background thread), then pseudonymised and stored in one transaction
-(store_file): a line in the ingest log, its rejections to the quarantine, and its valid
-rows merged into the current state (core.*). A file that cannot be read is logged with
+What the working state already knows is read first (plan_landing: one FileTask per
+entry). Each new file (by content hash) is then read, validated, masked and its customer
+ids pseudonymised (prepare_task, no database: run one file ahead in a background thread
+here, or as a step of its own per file on workers, see staging), and stored in one
+transaction (store_prepared, the one writer): a line in the ingest log, its rejections
+to the quarantine, and its valid rows merged into the current state (core.*). A file that cannot be read is logged with
 its reason; an entry that is not a regular file (link, folder, FIFO, ...) is logged as
 skipped, never opened.
 
@@ -30,7 +32,7 @@ from keha_maksatus import failpoints, warehouse
 from keha_maksatus.history import versions
 from keha_maksatus.config import Settings
 from keha_maksatus.ingest import landing
-from keha_maksatus.ingest.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, sample_hashes
+from keha_maksatus.ingest.privacy import DEMO_KEY, KEY_ENV, CustomerKeys, mask_column, pseudonymise, sample_hashes
 from keha_maksatus.ingest.readers import ReadResult, UnreadableFile, read_export
 from keha_maksatus.ingest.schemas import ExportKind, kind_of_file
 from keha_maksatus.ingest.validation import ValidationResult, validate_read
@@ -65,34 +67,81 @@ def ingest_landing(
 ) -> list[FileOutcome]:
     """Ingest every entry of the landing folder not yet in the ingest log, in file-name order.
 
-    The next file is hashed, read and validated in a background thread while this one is
-    stored: polars and DuckDB each leave part of the machine idle."""
-    outcomes = []
+    The next file is prepared in a background thread while this one is stored: polars
+    and DuckDB each leave part of the machine idle."""
+    tasks = plan_landing(con, landing_dir, key)
+    return store_prepared(con, one_ahead(lambda task: prepare_task(task, key, today), tasks), settings)
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One landing entry to prepare, with what the working state knew of it when the run
+    began, so that preparing it never opens the working file. `index` is its place in
+    file-name order, the order of storing."""
+
+    index: int
+    item: landing.LandingFile
+    recorded_digest: str | None  # its content hash, when the log knows its fingerprint
+    seen_digests: frozenset[str]  # contents not read again under its name: ingested, or logged for this name
+    demo_files: frozenset[str] | None  # with the demo key: the only contents it may pseudonymise
+
+    @property
+    def settled(self) -> bool:
+        """Whether preparing it needs neither hashing nor reading (a skipped entry, or a
+        known fingerprint of content already seen)."""
+        return self.item.skip_reason is not None or self.recorded_digest in self.seen_digests
+
+
+def plan_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, key: bytes) -> list[FileTask]:
+    """Every entry of the landing folder in file-name order, with what the working state
+    knows of it (the ingest log upgraded first)."""
     warehouse.upgrade_ingest_log(con)
-    known = warehouse.known_hashes(con)
+    ingested = frozenset(warehouse.known_hashes(con))
     recorded = warehouse.recorded_hashes(con)
-    logged = warehouse.logged_entries(con)
-    ingested_before, logged_before = set(known), set(logged)
+    logged_by_name: dict[bytes, set[str]] = {}
+    for entry in warehouse.logged_entries(con):
+        if entry[0] == "content":
+            logged_by_name.setdefault(entry[1], set()).add(entry[2])
     # The demo key was granted for the bundled sample files alone; a file that lands
     # after that check is not stored under it.
-    demo_files = sample_hashes() if key == DEMO_KEY else None
+    demo_files = frozenset(sample_hashes()) if key == DEMO_KEY else None
+    return [
+        FileTask(
+            index,
+            item,
+            recorded.get(landing.fingerprint(item)) if item.skip_reason is None else None,
+            ingested | logged_by_name.get(item.name_order, set()),
+            demo_files,
+        )
+        for index, item in enumerate(landing.scan_landing(landing_dir))
+    ]
 
-    def prepare(item: landing.LandingFile) -> PreparedFile:
-        if item.skip_reason is not None:
-            return PreparedFile(item, None)
-        try:
-            digest = recorded.get(landing.fingerprint(item)) or landing.content_hash(item.path)
-        except OSError as error:
-            return PreparedFile(item, None, error=_cannot_open(error))
-        if digest in ingested_before or ("content", item.name_order, digest) in logged_before:
-            return PreparedFile(item, digest)  # nothing new to read
-        if demo_files is not None and kind_of_file(item.name) and digest not in demo_files:
-            return PreparedFile(item, digest, error=f"not a bundled sample file: the demo key serves only those; set {KEY_ENV}")
-        return prepare_file(item, digest, today)
 
-    customers = CustomerKeys(con, key)
+def prepare_task(task: FileTask, key: bytes, today: dt.date | None = None) -> PreparedFile:
+    """Hash the entry and, when its content is new, prepare it (prepare_file); touches no database."""
+    item = task.item
+    if item.skip_reason is not None:
+        return PreparedFile(item, None)
     try:
-        for prepared in one_ahead(prepare, landing.scan_landing(landing_dir)):
+        digest = task.recorded_digest or landing.content_hash(item.path)
+    except OSError as error:
+        return PreparedFile(item, None, error=_cannot_open(error))
+    if digest in task.seen_digests:
+        return PreparedFile(item, digest)  # nothing new to read
+    if task.demo_files is not None and kind_of_file(item.name) and digest not in task.demo_files:
+        return PreparedFile(item, digest, error=f"not a bundled sample file: the demo key serves only those; set {KEY_ENV}")
+    return prepare_file(item, digest, key, today)
+
+
+def store_prepared(con: duckdb.DuckDBPyConnection, prepared_files: Iterable[PreparedFile], settings: Settings) -> list[FileOutcome]:
+    """Log and store prepared entries in the order given (file-name order), one
+    transaction each; entries the log already holds add nothing."""
+    outcomes = []
+    known = warehouse.known_hashes(con)
+    logged = warehouse.logged_entries(con)
+    customers = CustomerKeys(con)
+    try:
+        for prepared in prepared_files:
             outcome = _ingest_new(con, prepared, known, logged, customers, settings)
             del prepared  # its rows are stored: free them before the file after next is read
             if outcome:
@@ -135,8 +184,8 @@ class PreparedFile:
     error: str | None = None
 
 
-def prepare_file(item: landing.LandingFile, digest: str, today: dt.date | None = None) -> PreparedFile:
-    """Read, parse, validate and mask one file; touches no database (thread-safe)."""
+def prepare_file(item: landing.LandingFile, digest: str, key: bytes, today: dt.date | None = None) -> PreparedFile:
+    """Read, parse, validate, mask and pseudonymise one file; touches no warehouse (thread-safe)."""
     kind = kind_of_file(item.name)
     extract_date = landing.extract_date(item.name, today)
     prepared = PreparedFile(item, digest, extract_date, kind)
@@ -154,6 +203,8 @@ def prepare_file(item: landing.LandingFile, digest: str, today: dt.date | None =
         return prepared
     if kind.name == "feedback":
         result.valid = mask_column(result.valid, "vapaa_teksti")
+    else:  # no clear customer id goes further than this
+        result.valid = pseudonymise(result.valid, "asiakastunnus", key)
     prepared.read = replace(read, frame=None)  # the text rows are no longer needed
     prepared.result = result
     return prepared
@@ -261,22 +312,22 @@ def _log(con, item: landing.LandingFile, digest: str | None, outcome: FileOutcom
 
 
 def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.DataFrame, customers: CustomerKeys) -> None:
-    """Valid rows into the current state; the customer id is replaced by the key of its
-    pseudonym (core.customers) on the way."""
+    """Valid rows into the current state; the customer's pseudonym is replaced by its key
+    (core.customers) on the way."""
     if valid.is_empty():
         return
     # Arrow with string views: DuckDB reads them as they are, no conversion of the text.
     con.register("incoming_rows", valid.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         if kind == "decisions":
-            customers.add("incoming_rows", "asiakastunnus")
+            customers.add("incoming_rows", "asiakas_hash")
             con.execute(
                 f"""
                 CREATE OR REPLACE TEMP VIEW incoming AS
-                SELECT i.* EXCLUDE (asiakastunnus), k.asiakas_id,
+                SELECT i.* EXCLUDE (asiakas_hash), k.asiakas_id,
                        i.paatetty - i.saapunut AS kasittelyaika_pv,
                        greatest(0, i.paatetty - i.saapunut - i.taydennys_pv) AS netto_kasittelyaika_pv
-                FROM incoming_rows i JOIN {customers.table} k ON k.customer_id = i.asiakastunnus
+                FROM incoming_rows i JOIN {customers.table} k ON k.asiakas_hash = i.asiakas_hash
                 """
             )
         else:

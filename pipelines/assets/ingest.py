@@ -1,11 +1,14 @@
-"""Ingest and validate groups: every new export file read, validated (pandera),
-pseudonymised and merged into the current state, in one step."""
+"""Ingest and validate groups: every new export file read, validated (pandera), masked and
+pseudonymised in a step of its own (so an executor can spread the files over workers),
+then merged into the current state by one writer step."""
 
+import re
 
 import dagster as dg
 import polars as pl
 
-from keha_maksatus.ingest.store import DUPLICATE, INGESTED, SKIPPED, ingest_landing
+from keha_maksatus.ingest import staging
+from keha_maksatus.ingest.store import DUPLICATE, INGESTED, SKIPPED, FileTask, plan_landing, prepare_task, store_prepared
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
@@ -14,25 +17,75 @@ CURRENT_STATE = {
     "decisions": "Payment applications in their latest valid state (core.decisions): a later extract replaces an earlier row.",
     "feedback": "Survey responses in their latest valid state (core.feedback).",
 }
+CHECK_SPEC = dg.AssetCheckSpec(FILE_CHECK, asset="ingested_files", description="No file of this run was unreadable or quarantined whole.")
+GROUPS = {"ingested_files": "ingest", **{kind: "validate" for kind in CURRENT_STATE}}
+ASSET_OUTS = {
+    "ingested_files": dg.AssetOut(
+        dagster_type=dg.Nothing,
+        description="Every export file of the landing folder not ingested before: read, validated (pandera), rejections quarantined, logged.",
+    ),
+    **{
+        kind: dg.AssetOut(dagster_type=dg.Nothing, description=text)
+        for kind, text in CURRENT_STATE.items()
+    },
+}
 
 
-@dg.multi_asset(
-    name="ingest_landing_folder",
-    specs=[
-        dg.AssetSpec(
-            "ingested_files", group_name="ingest",
-            description="Every export file of the landing folder not ingested before: read, validated (pandera), rejections quarantined, logged.",
-        ),
-        *[dg.AssetSpec(kind, group_name="validate", deps=["ingested_files"], description=text) for kind, text in CURRENT_STATE.items()],
-    ],
-    check_specs=[dg.AssetCheckSpec(FILE_CHECK, asset="ingested_files", description="No file of this run was unreadable or quarantined whole.")],
-)
-def ingest_landing_folder(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def mapping_key(task: FileTask) -> str:
+    """A step name part for the file: its logged (masked) name made safe, and its place."""
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', task.item.logged_name)[:60]}_{task.index}"
+
+
+@dg.op(out={"files": dg.DynamicOut(FileTask), "settled": dg.Out(list)})
+def list_landing_files(context: dg.OpExecutionContext, warehouse: WarehouseResource):
+    """What the working state knows of each landing entry; one step to prepare for each
+    entry that needs hashing or reading, the others (known content, links, folders) settled here."""
     key, is_demo = warehouse.pseudonym_key()  # checked against the working state's key
     if is_demo:
         context.log.warning("KEHA_PSEUDONYM_KEY is not set: the demo key serves only the bundled sample data.")
     with warehouse.connect() as con:
-        outcomes = ingest_landing(con, warehouse.landing_dir, key, warehouse.settings())
+        tasks = plan_landing(con, warehouse.landing_dir, key)
+    settled = [staging.StagedFile(task.index, prepare_task(task, key)) for task in tasks if task.settled]
+    for task in tasks:
+        if not task.settled:
+            yield dg.DynamicOutput(task, mapping_key=mapping_key(task), output_name="files")
+    yield dg.Output(settled, output_name="settled", metadata={"entries": len(tasks), "to_prepare": len(tasks) - len(settled)})
+
+
+@dg.op(out=dg.Out(staging.StagedFile))
+def prepare_landing_file(context: dg.OpExecutionContext, warehouse: WarehouseResource, task: FileTask) -> dg.Output:
+    """Hash, read, parse, validate, mask and pseudonymise one file; its rows wait in the
+    run's staging folder for the merge. The working file is never opened here."""
+    key, _ = warehouse.prepare_key()
+    prepared = prepare_task(task, key)
+    metadata = {"file": task.item.logged_name}
+    if prepared.error:
+        metadata["error"] = prepared.error
+    if prepared.result is not None:
+        rules = (
+            prepared.result.rejections.group_by("column", "rule")
+            .agg(pl.col("line").n_unique().alias("rows"))
+            .sort("rows", "column", "rule", descending=[True, False, False])
+        )
+        metadata.update(
+            kind=prepared.kind.name, rows_read=prepared.result.rows_read, rows_valid=prepared.result.rows_valid,
+            rows_rejected=prepared.result.rows_rejected, rules_hit=markdown_table(rules),
+        )
+    elif not prepared.error:
+        metadata["note"] = "content already ingested or logged: nothing to read"
+    staged = staging.stage(prepared, task.index, warehouse.files.staging_dir(context.run_id))
+    return dg.Output(staged, metadata=metadata)
+
+
+@dg.op(out={name: dg.Out(dg.Nothing) for name in [*ASSET_OUTS, CHECK_SPEC.get_python_identifier()]})
+def merge_landing_files(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource, settled: list, prepared: list[staging.StagedFile]
+):
+    """Store every entry in file-name order into the working state (the one writer), then
+    remove the staged files."""
+    files = sorted([*settled, *prepared], key=lambda staged: staged.index)
+    with warehouse.connect() as con:
+        outcomes = store_prepared(con, (staging.load(staged) for staged in files), warehouse.settings())
         totals = con.execute(
             "SELECT count(*), sum(rows_read), sum(rows_valid), sum(rows_rejected) FROM quality.ingest_log"
         ).fetchall()[0]
@@ -42,6 +95,7 @@ def ingest_landing_folder(context: dg.AssetExecutionContext, warehouse: Warehous
                 "SELECT l.kind, count(DISTINCT (q.file_id, q.line)) FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id) GROUP BY 1"
             ).fetchall()
         )
+    staging.remove(warehouse.files.staging_dir(context.run_id))
     table = pl.DataFrame(
         [
             {"file": o.file_name, "status": o.status, "read": o.rows_read, "valid": o.rows_valid,
@@ -57,8 +111,9 @@ def ingest_landing_folder(context: dg.AssetExecutionContext, warehouse: Warehous
     for outcome in outcomes:
         if outcome.status == SKIPPED:
             context.log.warning(f"{outcome.file_name}: skipped: {outcome.reason}")
-    yield dg.MaterializeResult(
-        asset_key="ingested_files",
+    yield dg.Output(
+        None,
+        output_name="ingested_files",
         metadata={
             "new_files": len(outcomes),
             "rows_read": int(table["read"].sum()),
@@ -83,4 +138,16 @@ def ingest_landing_folder(context: dg.AssetExecutionContext, warehouse: Warehous
         },
     )
     for kind, metadata in current.items():
-        yield dg.MaterializeResult(asset_key=kind, metadata={**metadata, "rows_in_quarantine_all_time": in_quarantine.get(kind, 0)})
+        yield dg.Output(None, output_name=kind, metadata={**metadata, "rows_in_quarantine_all_time": in_quarantine.get(kind, 0)})
+
+
+def _ingest_graph():
+    files, settled = list_landing_files()
+    merged = merge_landing_files(settled, files.map(prepare_landing_file).collect())
+    return {name: getattr(merged, name) for name in [*ASSET_OUTS, CHECK_SPEC.get_python_identifier()]}
+
+
+# A graph-backed asset takes one group name: each asset gets its own afterwards.
+ingest_landing_folder = dg.graph_multi_asset(name="ingest_landing_folder", outs=ASSET_OUTS, check_specs=[CHECK_SPEC])(
+    _ingest_graph
+).map_asset_specs(lambda spec: spec.replace_attributes(group_name=GROUPS[spec.key.to_user_string()]))
