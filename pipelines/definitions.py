@@ -13,6 +13,7 @@ from pipelines.freshness import with_freshness
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job, nightly_schedule
 from pipelines.sensors import new_exports_sensor
+from pipelines.workers import nightly_on_workers_job
 
 LANDING_ENV = "KEHA_LANDING_DIR"
 WAREHOUSE_ENV = "KEHA_WAREHOUSE"
@@ -28,7 +29,7 @@ def build_definitions(landing_dir: str | None = None, warehouse_path: str | None
     return dg.Definitions(
         assets=with_freshness(dg.load_assets_from_modules(modules)),
         asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[nightly_job, history.figures_as_of_job],
+        jobs=[nightly_job, history.figures_as_of_job, nightly_on_workers_job()],
         schedules=[nightly_schedule],
         sensors=[new_exports_sensor, failed_run_alert, run_findings_alert],
         resources={"warehouse": resource},
