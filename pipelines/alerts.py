@@ -1,7 +1,8 @@
 """Alert e-mails from the runs' status (the mail itself: keha_maksatus.outputs.alert_mail).
 
-failed_run_alert: a failed nightly run, or one a blocking check stopped, names its failed
-steps and checks with their reasons and links to the run. run_findings_alert (off unless
+failed_run_alert: a failed nightly run (job nightly or nightly_on_workers), or one a
+blocking check stopped, names its failed steps and checks with their reasons and links
+to the run. run_findings_alert (off unless
 KEHA_ALERT_ON_NOWCAST_MISS or KEHA_ALERT_ON_FILE_QUARANTINE is 1): a nightly run that
 succeeded but whose running period's nowcast is likely to miss a target, or that
 quarantined a file whole. Without KEHA_SMTP_HOST both skip, saying so.
@@ -34,8 +35,10 @@ from pipelines.assets.ingest import FILE_CHECK
 from pipelines.cli import MAX_MESSAGE, _innermost, _message, _operator_cause
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job
+from pipelines.workers import nightly_on_workers_job
 
-MONITORED_JOBS = [nightly_job]
+# The run status sensors match runs by job name.
+MONITORED_JOBS = [nightly_job, nightly_on_workers_job()]
 SENT_TAG = "keha/alert_sent_for"
 FINDINGS_SENT_TAG = "keha/findings_alert_sent_for"
 # Often enough that a failure reaches a person within a minute of the run's end.
