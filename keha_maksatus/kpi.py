@@ -7,6 +7,8 @@ period is an exact roll-up of its months whatever the data size.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
 
 import duckdb
 import polars as pl
@@ -205,6 +207,33 @@ def build_kpis(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, 
         table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         for table in TABLE_COMMENTS
     }
+
+
+@dataclass(frozen=True)
+class MeanRows:
+    """Which rows of a core table one quality-section mean counts, and where and with what
+    value, as SQL over a row alias: the rule _build_cells, _build_monthly_sums and
+    _build_quality_section apply to cells, and history.changes to single rows. A change of
+    one is a change of the other (test_changes' property compares with fresh KPI runs)."""
+
+    kind: str
+    counted: Callable[[str], str]  # the row is in the mean
+    month: Callable[[str], str]  # the month that places it in a period
+    value: Callable[[str], str]
+
+
+MEAN_ROWS = {
+    # decided applications, by the month of the decision
+    PROCESSING_TIME: MeanRows(
+        "decisions", lambda r: f"{r}.paatetty IS NOT NULL", lambda r: f"date_trunc('month', {r}.paatetty)::DATE",
+        lambda r: f"{r}.kasittelyaika_pv",
+    ),
+    # scored payment-service responses of the official surveys, by the month of the response
+    SATISFACTION: MeanRows(
+        "feedback", lambda r: f"{r}.palvelu = 'maksatus' AND {r}.kysely IN ({OFFICIAL_SQL}) AND {r}.arvosana IS NOT NULL",
+        lambda r: f"date_trunc('month', {r}.vastattu)::DATE", lambda r: f"{r}.arvosana",
+    ),
+}
 
 
 def _build_cells(con: duckdb.DuckDBPyConnection) -> None:

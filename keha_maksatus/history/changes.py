@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import duckdb
 import polars as pl
@@ -56,35 +56,19 @@ CHANGE_TOLERANCE = 1e-9  # a mean recomputed over the same rows may differ in it
 
 @dataclass(frozen=True)
 class Indicator:
-    """How one indicator counts an item of its core table (SQL over a row alias, given)
-    and what its parts are called."""
+    """The rows one indicator counts (kpi.MEAN_ROWS) and what its parts are called."""
 
-    kind: str
-    counted: Callable[[str], str]  # the row is in the mean
-    month: Callable[[str], str]  # the month that places it in a period
-    value: Callable[[str], str]
+    rows: kpi.MeanRows
     new_part: str
     since_part: str  # in the mean now, not before, though present with a date in the period
     reversed_part: str  # in the mean before, present now but no longer counted
     corrected_part: str
 
 
-# What counts in each quality-section mean is defined in keha_maksatus/kpi.py
-# (_build_cells, _build_monthly_sums, _build_quality_section: decided applications by the
-# month of paatetty; scored maksatus responses of the official surveys, kpi.OFFICIAL_SQL,
-# by the month of vastattu). These are the same rules per row; a change there must be
-# made here too (test_changes' property compares with fresh kpi runs and finds a drift).
 INDICATORS = {
-    PROCESSING_TIME: Indicator(
-        "decisions", lambda s: f"{s}.paatetty IS NOT NULL", lambda s: f"date_trunc('month', {s}.paatetty)::DATE",
-        lambda s: f"{s}.kasittelyaika_pv",
-        "new_applications", "decided_since", "decision_reverted", "days_corrected",
-    ),
+    PROCESSING_TIME: Indicator(kpi.MEAN_ROWS[PROCESSING_TIME], "new_applications", "decided_since", "decision_reverted", "days_corrected"),
     SATISFACTION: Indicator(
-        "feedback",
-        lambda s: f"{s}.palvelu = 'maksatus' AND {s}.kysely IN ({kpi.OFFICIAL_SQL}) AND {s}.arvosana IS NOT NULL",
-        lambda s: f"date_trunc('month', {s}.vastattu)::DATE", lambda s: f"{s}.arvosana",
-        "new_responses", "classification_changed", "classification_changed", "score_corrected",
+        kpi.MEAN_ROWS[SATISFACTION], "new_responses", "classification_changed", "classification_changed", "score_corrected",
     ),
 }
 QUARANTINED_PART = "newly_quarantined"
@@ -199,7 +183,7 @@ def _compare(con, from_files, to_files, periods, detail: bool):
 
 
 def _compare_indicator(con, indicator: str, spec: Indicator, wanted, base: tuple[str, bool], detail: bool):
-    kind, id_column = spec.kind, versions.ID_COLUMNS[spec.kind]
+    kind, id_column = spec.rows.kind, versions.ID_COLUMNS[spec.rows.kind]
     items = con.sql(_items_sql(spec, id_column)).pl()
     if items.is_empty():
         return None
@@ -270,7 +254,7 @@ def _quarantined(con, indicator: str, spec: Indicator) -> pl.DataFrame:
         FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id)
         WHERE l.kind = ? AND q.file_id IN (SELECT file_id FROM chg_new_files) GROUP BY ALL
         """,
-        params=[spec.kind],
+        params=[spec.rows.kind],
     ).pl()
     return found.with_columns(
         pl.lit(indicator).alias("indicator"), pl.lit(QUARANTINED_PART).alias("part"), pl.lit(0.0).alias("contribution"),
@@ -281,17 +265,17 @@ def _quarantined(con, indicator: str, spec: Indicator) -> pl.DataFrame:
 def _state(spec: Indicator, files: str) -> str:
     """The affected ids' rows in the state of `files`: versions.state_sql's rule over their
     versions alone (chg_versions), so that the cost follows the changed rows, not the state."""
-    return versions.state_sql(spec.kind, files, among="chg_versions")
+    return versions.state_sql(spec.rows.kind, files, among="chg_versions")
 
 
 def _items_sql(spec: Indicator, id_column: str) -> str:
     """Every id that can differ between the two states, with how each state counts it."""
-    kind = spec.kind
+    kind = spec.rows.kind
 
     def side(alias: str) -> str:
         suffix = "0" if alias == "s0" else "1"
-        return (f"{alias}.{id_column} IS NOT NULL AS present{suffix}, coalesce({spec.counted(alias)}, false) AS counted{suffix}, "
-                f"{spec.month(alias)} AS month{suffix}, {spec.value(alias)}::BIGINT AS v{suffix}")
+        return (f"{alias}.{id_column} IS NOT NULL AS present{suffix}, coalesce({spec.rows.counted(alias)}, false) AS counted{suffix}, "
+                f"{spec.rows.month(alias)} AS month{suffix}, {spec.rows.value(alias)}::BIGINT AS v{suffix}")
 
     return f"""
         WITH replaced AS MATERIALIZED (
@@ -363,13 +347,13 @@ def _totals_sql(spec: Indicator, side: str, current: bool) -> str:
     (core.<kind> when it is the current state), the other's from it by the items."""
     base_is_to = side == "to"
     files = "chg_to_files" if base_is_to else "chg_from_files"
-    base = f"core.{spec.kind}" if current else f"({versions.state_sql(spec.kind, files)})"
+    base = f"core.{spec.rows.kind}" if current else f"({versions.state_sql(spec.rows.kind, files)})"
     b, o = ("1", "0") if base_is_to else ("0", "1")
     return f"""
         WITH base_months AS (
-            SELECT {spec.month('s')} AS month, count(*) AS n, sum({spec.value('s')})::HUGEINT AS s
+            SELECT {spec.rows.month('s')} AS month, count(*) AS n, sum({spec.rows.value('s')})::HUGEINT AS s
             FROM {base} s
-            WHERE {spec.counted('s')} AND {spec.month('s')} BETWEEN (SELECT min(period_start) FROM chg_periods)
+            WHERE {spec.rows.counted('s')} AND {spec.rows.month('s')} BETWEEN (SELECT min(period_start) FROM chg_periods)
                                                     AND (SELECT max(period_end) FROM chg_periods)
             GROUP BY 1
         ),
