@@ -263,24 +263,6 @@ def test_a_late_correction_in_a_closed_period_names_the_correcting_file(two_publ
     assert history_changes(working_path(tmp_path / "work")).equals(kept)
 
 
-def test_changes_of_a_publish_that_never_reached_the_file_are_dropped(tmp_path):
-    landing = tmp_path / "landing"
-    first_extracts(landing)
-    published = build_and_publish(landing, tmp_path)
-    late_correction(landing)
-    con = build_working(landing, tmp_path / "work")
-    try:
-        from keha_maksatus.history.publications import record_publication
-
-        assert record_publication(con, published, "crashed-run") == 2  # killed before the replace
-        assert con.sql("SELECT count(*) FROM history.changes WHERE to_publication_no = 2").fetchall()[0][0] > 0
-        publish(con, working_path(tmp_path / "work"), published, run_id="next-run")
-    finally:
-        con.close()
-    found = history_changes(published)
-    assert set(found["to_publication_no"]) == {2} and found.filter(pl.col("part") == "days_corrected").height == 2
-
-
 def test_the_publish_records_the_kpi_steps_comparison_only_for_the_same_files(tmp_path):
     """The KPI step's comparison is kept in the working file for the publish to record; a
     file ingested in between makes the publish compare again, and neither file keeps it."""

@@ -154,6 +154,8 @@ def test_a_publish_that_never_reached_the_file_leaves_no_history(tmp_path):
     assert reported(published, 2) == quality_section(published)
     assert rows(published, "SELECT DISTINCT publication_no FROM history.quality_section ORDER BY 1") == [
         {"publication_no": 1}, {"publication_no": 2}]
+    # why the figures moved: recorded once, for the publish that reached the file
+    assert rows(published, "SELECT DISTINCT to_publication_no FROM history.changes") == [{"to_publication_no": 2}]
 
 
 def test_files_of_an_earlier_version_upgrade_in_place(tmp_path):
