@@ -19,8 +19,6 @@ import datetime as dt
 
 import dagster as dg
 
-from keha_maksatus.errors import one_line
-from keha_maksatus.ingest.privacy import mask_string
 from keha_maksatus.outputs.alert_mail import (
     NOWCAST_ENV,
     QUARANTINE_ENV,
@@ -32,7 +30,7 @@ from keha_maksatus.outputs.alert_mail import (
     send,
 )
 from pipelines.assets.ingest import FILE_CHECK
-from pipelines.cli import MAX_MESSAGE, _innermost, _message, _operator_cause
+from pipelines.cli import error_message, innermost_error, operator_cause, shortened
 from pipelines.resources import WarehouseResource
 from pipelines.schedules import nightly_job
 from pipelines.workers import nightly_on_workers_job
@@ -46,20 +44,14 @@ INTERVAL_SECONDS = 30
 NO_SMTP = "KEHA_SMTP_HOST is not set: no alert e-mail is sent (see README: Alerts and freshness)"
 
 
-def masked(text: str) -> str:
-    """Text that is not an operator error's own message, on one line, shortened and masked."""
-    text = one_line(text)
-    return mask_string(text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " ...")
-
-
 def step_reason(error) -> str:
     """A failed step's reason: the operator error's one-line message (built from masked
     parts), else the innermost error's class and masked message."""
-    cause = _operator_cause(error)
+    cause = operator_cause(error)
     if cause:
-        return _message(cause, mask=False)
-    innermost = _innermost(error)
-    return f"{innermost.cls_name}: {_message(innermost)}"
+        return error_message(cause, mask=False)
+    innermost = innermost_error(error)
+    return f"{innermost.cls_name}: {error_message(innermost)}"
 
 
 def check_reason(evaluation) -> str:
@@ -67,7 +59,7 @@ def check_reason(evaluation) -> str:
     metadata = evaluation.metadata or {}
     for text in (evaluation.description, *(metadata[k].value for k in ("message", "details") if k in metadata)):
         if text:
-            return masked(str(text).replace("`", ""))
+            return shortened(str(text).replace("`", ""))
     return "tarkistus ei mennyt läpi"
 
 
@@ -86,8 +78,8 @@ def run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[Proble
         event = entry.dagster_event
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
-            if error is None or _innermost(error).cls_name != "DagsterAssetCheckFailedError":  # told by its check below
-                problems.append(Problem("step", event.step_key, step_reason(error) if error else masked(entry.message)))
+            if error is None or innermost_error(error).cls_name != "DagsterAssetCheckFailedError":  # told by its check below
+                problems.append(Problem("step", event.step_key, step_reason(error) if error else shortened(entry.message)))
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
             if not evaluation.passed and (evaluation.blocking or evaluation.severity == dg.AssetCheckSeverity.ERROR):
@@ -108,7 +100,7 @@ def quarantined_files(instance: dg.DagsterInstance, run_id: str) -> list[Problem
         for line in str(details.value if details else "").splitlines():
             name, _, reason = line.removeprefix("- ").partition(": ")
             if reason:
-                found.append(Problem("check", masked(name.strip("`")), masked(reason)))
+                found.append(Problem("check", shortened(name.strip("`")), shortened(reason)))
         if not found:
             found.append(Problem("check", check_name(evaluation), check_reason(evaluation)))
     return found
@@ -141,7 +133,7 @@ def failed_run_alert(context: dg.RunFailureSensorContext):
     problems, published = run_problems(context.instance, run.run_id)
     if not problems:  # the run failed outside any step (e.g. its process died)
         error = context.failure_event.event_specific_data.error if context.failure_event.event_specific_data else None
-        reason = step_reason(error) if error else masked(context.failure_event.message or "tuntematon syy")
+        reason = step_reason(error) if error else shortened(context.failure_event.message or "tuntematon syy")
         problems = [Problem("run", run.job_name, reason)]
     message = failure_mail(settings, run_id=run.run_id, job=run.job_name, failed_at=_ended_at(context.instance, run.run_id),
                            problems=problems, published=published)

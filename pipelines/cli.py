@@ -236,18 +236,18 @@ def run_failure(result, published: Path, debug: bool = False) -> OperatorError |
         if event.event_type_value != "STEP_FAILURE":
             continue
         error = event.event_specific_data.error
-        if _innermost(error).cls_name == "DagsterAssetCheckFailedError":
+        if innermost_error(error).cls_name == "DagsterAssetCheckFailedError":
             continue  # a blocking check failed: told below, with the check's own message
         if debug and error:
             print(error.to_string(), file=sys.stderr)
-        cause = _operator_cause(error)
+        cause = operator_cause(error)
         if cause:  # our own one-line message, built from masked parts
-            failure = OperatorError(f"{_message(cause, mask=False)} (Dagster run {result.run_id})")
+            failure = OperatorError(f"{error_message(cause, mask=False)} (Dagster run {result.run_id})")
             failure.exit_code = EXIT_CODES[cause.cls_name]
             return failure
-        innermost = _innermost(error)
+        innermost = innermost_error(error)
         return OperatorError(
-            f"step {event.step_key} failed: {innermost.cls_name}: {_message(innermost)}; {outcome}. "
+            f"step {event.step_key} failed: {innermost.cls_name}: {error_message(innermost)}; {outcome}. "
             f"Run again with --debug for the full trace (Dagster run {result.run_id})"
         )
     for evaluation in result.get_asset_check_evaluations():
@@ -269,20 +269,24 @@ def _chain(error):
         error = error.cause
 
 
-def _operator_cause(error):
+def operator_cause(error):
     return next((e for e in _chain(error) if e.cls_name in EXIT_CODES), None)
 
 
-def _innermost(error):
+def innermost_error(error):
     return list(_chain(error))[-1]
 
 
-def _message(error, mask: bool = True) -> str:
+def error_message(error, mask: bool = True) -> str:
     """An error's message without its class name, on one line; another library's message
     is shortened and has personal data masked (it may quote what it read)."""
     text = one_line(re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip()))
-    if not mask:
-        return text
+    return shortened(text) if mask else text
+
+
+def shortened(text: str) -> str:
+    """Another library's text on one line, at most MAX_MESSAGE characters, personal data masked."""
+    text = one_line(text)
     return mask_string(text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " ...")
 
 
