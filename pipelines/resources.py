@@ -69,7 +69,8 @@ class WarehouseResource(dg.ConfigurableResource):
             self._lock = None
 
     def hold_run_lock(self) -> None:
-        """Take the warehouse's run lock for the rest of this run (waiting, bounded, for another run)."""
+        """Take the warehouse's run lock for the rest of this run, or of this step when the steps
+        run on workers (waiting, bounded, for another run or another step of this one)."""
         if self._lock is None:
             lock = state.RunLock(self.files)
             lock.acquire(self.settings().run_lock_wait_seconds, run_id=self._run_id,
