@@ -68,6 +68,11 @@ class WarehouseResource(dg.ConfigurableResource):
             self._lock.release()
             self._lock = None
 
+    @property
+    def on_workers(self) -> bool:
+        """The run's steps run in other processes (the run is tagged STEPS_ON_WORKERS_TAG)."""
+        return self._on_workers
+
     def hold_run_lock(self) -> None:
         """Take the warehouse's run lock for the rest of this run, or of this step when the steps
         run on workers (waiting, bounded, for another run or another step of this one)."""

@@ -31,7 +31,7 @@ from keha_maksatus.ingest.store import ingest_landing
 from keha_maksatus.state import warehouse_files
 from pipelines.assets.ingest import ingest_landing_folder
 from pipelines.definitions import build_definitions
-from pipelines.resources import WarehouseResource
+from pipelines.resources import STEPS_ON_WORKERS_TAG, WarehouseResource
 
 from conftest import DECISION_HEADER, FEEDBACK_HEADER, HETU, TEST_KEY, YTUNNUS, decision, response, write_export
 
@@ -154,7 +154,17 @@ def test_each_file_step_reports_its_own_outcome(tmp_path, monkeypatch):
                  [decision("H1", "1.2.2022", "15.2.2022"), decision("H2", "31.2.2022"), decision("H3", "1.2.2022")])
     write_export(landing, "asiakaspalaute_2022-03-01.csv", FEEDBACK_HEADER, [response("V1", "3.2.2022 10:00", "5")])
     resource = WarehouseResource(landing_dir=str(landing), warehouse_path=str(tmp_path / "wh" / "m.duckdb"))
-    result = dg.materialize([ingest_landing_folder], resources={"warehouse": resource}, instance=dg.DagsterInstance.ephemeral())
+    # In one process the merge prepares the files (overlapping with storing): the outcome of
+    # each, and the rules it broke, are in the ingested_files materialization.
+    in_process = dg.materialize([ingest_landing_folder], resources={"warehouse": resource}, instance=dg.DagsterInstance.ephemeral())
+    [ingested] = [m for m in in_process.get_asset_materialization_events() if m.asset_key == dg.AssetKey("ingested_files")]
+    metadata = ingested.materialization.metadata
+    assert "| maksatuspaatokset\\_2022-03-01.csv | ingested | 3 | 2 | 1 |" in metadata["files_this_run"].value
+    assert "| maksatuspaatokset\\_2022-03-01.csv | saapunut |" in metadata["rules_hit_this_run"].value
+    # On workers each file's step does the work and reports it.
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_path=str(tmp_path / "wh2" / "m.duckdb"))
+    result = dg.materialize([ingest_landing_folder], resources={"warehouse": resource}, instance=dg.DagsterInstance.ephemeral(),
+                            tags={STEPS_ON_WORKERS_TAG: "true"})
     outputs = {
         event.step_key: event.event_specific_data.metadata
         for event in result.all_events

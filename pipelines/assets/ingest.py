@@ -1,6 +1,7 @@
-"""Ingest and validate groups: every new export file read, validated (pandera), masked and
-pseudonymised in a step of its own (so an executor can spread the files over workers),
-then merged into the current state by one writer step."""
+"""Ingest and validate groups: a step per new export file (so that an executor can spread
+the files over workers: there it reads, validates, masks and pseudonymises the file), and
+one writer step that merges them into the current state. In one process the writer
+prepares each file itself, the next one while it stores the current one."""
 
 import re
 
@@ -8,7 +9,10 @@ import dagster as dg
 import polars as pl
 
 from keha_maksatus.ingest import staging
-from keha_maksatus.ingest.store import DUPLICATE, INGESTED, SKIPPED, FileTask, plan_landing, prepare_task, store_prepared
+from keha_maksatus.ingest.store import (
+    DUPLICATE, INGESTED, SKIPPED, FileTask, one_ahead, plan_landing, prepare_task, store_prepared,
+)
+from keha_maksatus.warehouse import next_file_id
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
@@ -29,6 +33,12 @@ ASSET_OUTS = {
         for kind, text in CURRENT_STATE.items()
     },
 }
+
+
+IN_PROCESS_NOTE = (
+    "one process: read, validated and stored by merge_landing_files, each file while the one before is stored "
+    "(its outcome and the rules it broke are in the ingested_files materialization); on workers this step does the work"
+)
 
 
 def mapping_key(task: FileTask) -> str:
@@ -52,10 +62,14 @@ def list_landing_files(context: dg.OpExecutionContext, warehouse: WarehouseResou
     yield dg.Output(settled, output_name="settled", metadata={"entries": len(tasks), "to_prepare": len(tasks) - len(settled)})
 
 
-@dg.op(out=dg.Out(staging.StagedFile))
+@dg.op(out=dg.Out(dg.Any))
 def prepare_landing_file(context: dg.OpExecutionContext, warehouse: WarehouseResource, task: FileTask) -> dg.Output:
-    """Hash, read, parse, validate, mask and pseudonymise one file; its rows wait in the
-    run's staging folder for the merge. The working file is never opened here."""
+    """On workers: hash, read, parse, validate, mask and pseudonymise one file; its rows wait
+    in the run's staging folder for the merge. The working file is never opened here.
+    In one process the merge prepares the file instead, each while it stores the one
+    before (a step here could not overlap with the merge): the task is handed on."""
+    if not warehouse.on_workers:
+        return dg.Output(task, metadata={"file": task.item.logged_name, "note": IN_PROCESS_NOTE})
     key, _ = warehouse.prepare_key()
     prepared = prepare_task(task, key)
     metadata = {"file": task.item.logged_name}
@@ -78,14 +92,27 @@ def prepare_landing_file(context: dg.OpExecutionContext, warehouse: WarehouseRes
 
 
 @dg.op(out={name: dg.Out(dg.Nothing) for name in [*ASSET_OUTS, CHECK_SPEC.get_python_identifier()]})
-def merge_landing_files(
-    context: dg.OpExecutionContext, warehouse: WarehouseResource, settled: list, prepared: list[staging.StagedFile]
-):
+def merge_landing_files(context: dg.OpExecutionContext, warehouse: WarehouseResource, settled: list, prepared: list):
     """Store every entry in file-name order into the working state (the one writer), then
-    remove the staged files."""
-    files = sorted([*settled, *prepared], key=lambda staged: staged.index)
+    remove the staged files. An entry not prepared by its step (one process) is prepared
+    here, the next one in a background thread while the current one is stored."""
+    key, _ = warehouse.pseudonym_key()
+    files = sorted([*settled, *prepared], key=lambda entry: entry.index)
+
+    def ready(entry):
+        return prepare_task(entry, key) if isinstance(entry, FileTask) else staging.load(entry)
+
     with warehouse.connect() as con:
-        outcomes = store_prepared(con, (staging.load(staged) for staged in files), warehouse.settings())
+        first_new_file = next_file_id(con)
+        outcomes = store_prepared(con, one_ahead(ready, files), warehouse.settings())
+        rules = con.sql(
+            """
+            SELECT l.file_name AS file, q.column_name, q.rule, count(DISTINCT q.line) AS rows
+            FROM quality.quarantine q JOIN quality.ingest_log l USING (file_id)
+            WHERE l.file_id >= ? GROUP BY ALL ORDER BY file, rows DESC, column_name, rule
+            """,
+            params=[first_new_file],
+        ).pl()
         totals = con.execute(
             "SELECT count(*), sum(rows_read), sum(rows_valid), sum(rows_rejected) FROM quality.ingest_log"
         ).fetchall()[0]
@@ -123,6 +150,7 @@ def merge_landing_files(
             "rows_read_all_time": int(totals[1] or 0),
             "rows_rejected_all_time": int(totals[3] or 0),
             "files_this_run": markdown_table(table),
+            "rules_hit_this_run": markdown_table(rules, max_rows=100),
         },
     )
     yield dg.AssetCheckResult(
