@@ -16,7 +16,7 @@ from keha_maksatus import kpi, warehouse
 from keha_maksatus.config import load_settings
 from keha_maksatus.forecast.tables import build_forecast_tables
 from keha_maksatus.ingest import landing
-from keha_maksatus.ingest.privacy import CustomerKeys, mask_column
+from keha_maksatus.ingest.privacy import CustomerKeys, mask_column, pseudonymise
 from keha_maksatus.ingest.readers import read_export
 from keha_maksatus.ingest.schemas import kind_of_file
 from keha_maksatus.ingest.store import _merge_valid_rows
@@ -37,7 +37,7 @@ def main() -> None:
         totals[stage] += time.perf_counter() - start
         return result
 
-    customers = CustomerKeys(con, b"stages")
+    customers = CustomerKeys(con)
     for file_id, item in enumerate(landing.list_landing_files(folder), start=1):
         kind = kind_of_file(item.name)
         timed("hash files", landing.content_hash, item.path)
@@ -46,9 +46,11 @@ def main() -> None:
         del read
         if kind.name == "feedback":
             result.valid = timed("mask free text (polars)", mask_column, result.valid, "vapaa_teksti")
+        else:
+            result.valid = timed("pseudonymise customer ids (HMAC in DuckDB)", pseudonymise, result.valid, "asiakastunnus", b"stages")
         con.execute("INSERT INTO quality.ingest_log (file_id, file_name, name_order, kind, content_sha256, status, ingested_at) VALUES (?, ?, ?, ?, ?, 'ingested', now()::TIMESTAMP)",
                     [file_id, item.logged_name, item.name_order, kind.name, str(file_id)])
-        timed("pseudonymise + merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.logged_name, result.valid, customers)
+        timed("merge into current state (DuckDB)", _merge_valid_rows, con, kind.name, file_id, item.logged_name, result.valid, customers)
     customers.drop()
     timed("KPI tables (DuckDB)", kpi.build_kpis, con, settings)
     timed("forecast tables (nowcast)", build_forecast_tables, con, settings)
