@@ -137,9 +137,7 @@ def failed_run_alert(context: dg.RunFailureSensorContext):
         problems = [Problem("run", run.job_name, reason)]
     message = failure_mail(settings, run_id=run.run_id, job=run.job_name, failed_at=_ended_at(context.instance, run.run_id),
                            problems=problems, published=published)
-    send(settings, message)
-    context.instance.add_run_tags(run.run_id, {SENT_TAG: run.run_id})
-    context.log.info(f"alert on run {run.run_id} sent to {', '.join(settings.recipients)}: {message['Subject']}")
+    _send_once(context, settings, message, SENT_TAG, f"alert on run {run.run_id}")
     return None
 
 
@@ -172,7 +170,13 @@ def run_findings_alert(context: dg.RunStatusSensorContext, warehouse: WarehouseR
         return None
     message = findings_mail(settings, run_id=run.run_id, job=run.job_name, finished_at=_ended_at(context.instance, run.run_id),
                             nowcast_misses=misses, quarantined=quarantined)
-    send(settings, message)
-    context.instance.add_run_tags(run.run_id, {FINDINGS_SENT_TAG: run.run_id})
-    context.log.info(f"findings of run {run.run_id} sent to {', '.join(settings.recipients)}: {message['Subject']}")
+    _send_once(context, settings, message, FINDINGS_SENT_TAG, f"findings of run {run.run_id}")
     return None
+
+
+def _send_once(context: dg.RunStatusSensorContext, settings, message, sent_tag: str, what: str) -> None:
+    """Send the mail and tag the run as told (a reset cursor sends nothing twice)."""
+    run = context.dagster_run
+    send(settings, message)
+    context.instance.add_run_tags(run.run_id, {sent_tag: run.run_id})
+    context.log.info(f"{what} sent to {', '.join(settings.recipients)}: {message['Subject']}")

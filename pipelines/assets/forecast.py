@@ -5,13 +5,12 @@ import dagster as dg
 
 from keha_maksatus.config import INDICATORS, PROCESSING_TIME, SATISFACTION
 from keha_maksatus.forecast import tables as forecast_tables
-from pipelines.assets.kpi import KPI_TABLES, IndicatorCheck
+from pipelines.assets.kpi import KPI_TABLES, SHORT_NAMES, IndicatorCheck
 from pipelines.metadata import markdown_table, table_metadata
 from pipelines.resources import WarehouseResource
 
 # Asset name -> warehouse table.
 FORECAST_TABLES = {table.split(".")[1]: table for table in forecast_tables.TABLE_COMMENTS}
-SHORT_NAMES = {SATISFACTION: "satisfaction", PROCESSING_TIME: "processing_time"}
 # Under this chance of meeting its target, the running period's check warns.
 WARN_BELOW = 0.5
 

@@ -22,6 +22,8 @@ KPI_TABLES = {table.split(".")[1]: table for table in kpi.TABLE_COMMENTS}
 
 
 CLOSED_PERIOD_CHECK = "closed_period_changed"
+# The indicators in check names.
+SHORT_NAMES = {SATISFACTION: "satisfaction", PROCESSING_TIME: "processing_time"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def _target_check(indicator: str) -> IndicatorCheck:
     return IndicatorCheck(
         indicator,
         asset="quality_section",
-        name=f"{'satisfaction' if indicator == SATISFACTION else 'processing_time'}_meets_target",
+        name=f"{SHORT_NAMES[indicator]}_meets_target",
         description=(
             f"{INDICATORS[indicator]}: the newest reporting period (the running one) meets its target. "
             "Earlier, closed periods cannot change any more: they are listed in the metadata, not judged."
