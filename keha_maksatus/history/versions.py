@@ -117,13 +117,12 @@ def _catalog_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], li
     return columns
 
 
-def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str, ids: str) -> None:
+def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_name: str, rows: str) -> None:
     """Merge one file's rows into the versions of core.<kind>: for each id the row of the
     latest extract in file-name order stands; a row whose content differs from the version
     before it in that order is a new version, the old one kept in history.replaced_<kind>.
     `rows` (a fixed name) has the core columns but file_name, file_id and the version
-    columns; `ids`, a cheaper relation with the same ids, serves to find the rows
-    replaced. Called inside the file's ingest transaction, the file already logged."""
+    columns. Called inside the file's ingest transaction, the file already logged."""
     order = con.execute("SELECT name_order FROM quality.ingest_log WHERE file_id = ?", [file_id]).fetchall()[0][0]
     later_file_merged = con.execute(
         "SELECT count(*) FROM quality.ingest_log WHERE kind = ? AND status = 'ingested' AND name_order > ? AND file_id <> ?",
@@ -132,7 +131,7 @@ def merge_rows(con: duckdb.DuckDBPyConnection, kind: str, file_id: int, file_nam
     if later_file_merged:
         _merge_late_file(con, kind, file_id, rows)
     else:
-        _merge_newest_file(con, kind, file_id, file_name, rows, ids)
+        _merge_newest_file(con, kind, file_id, file_name, rows)
 
 
 def _same_content(kind: str, left: str, right: str) -> str:
@@ -147,7 +146,7 @@ def _positions_sql(kind: str) -> str:
     )
 
 
-def _merge_newest_file(con, kind: str, file_id: int, file_name: str, rows: str, ids: str) -> None:
+def _merge_newest_file(con, kind: str, file_id: int, file_name: str, rows: str) -> None:
     """The usual nightly case: no later extract is merged, so each incoming row is its
     id's newest sighting. Unchanged rows keep their version (the extracts since its last
     sighting that did not send it recorded in history.unsent_<kind>); changed ones

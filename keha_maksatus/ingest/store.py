@@ -332,7 +332,7 @@ def _merge_valid_rows(con, kind: str, file_id: int, file_name: str, valid: pl.Da
             )
         else:
             con.execute("CREATE OR REPLACE TEMP VIEW incoming AS SELECT * FROM incoming_rows")
-        versions.merge_rows(con, kind, file_id, file_name, rows="incoming", ids="incoming_rows")
+        versions.merge_rows(con, kind, file_id, file_name, rows="incoming")
         con.execute("DROP VIEW incoming")
     finally:
         con.unregister("incoming_rows")
