@@ -275,8 +275,9 @@ def next_file_id(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def add_comments(con: duckdb.DuckDBPyConnection, tables: dict[str, str], columns: dict[str, dict[str, str]]) -> None:
-    """COMMENT ON the given tables and columns (those that exist), in one transaction and
-    only where the comment differs (a table made anew each night has none)."""
+    """COMMENT ON the given tables and columns (those that exist), only where the comment
+    differs (a table made anew each night has none). Call it inside a transaction: each
+    statement on its own would be a commit of its own."""
     table_comments = dict(con.execute(
         "SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
         "UNION ALL SELECT schema_name || '.' || view_name, comment FROM duckdb_views() "
@@ -288,14 +289,13 @@ def add_comments(con: duckdb.DuckDBPyConnection, tables: dict[str, str], columns
             "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() WHERE database_name = current_database()"
         ).fetchall()
     }
-    with transaction(con):
-        for table, text in tables.items():
-            if table in table_comments and table_comments[table] != text:
-                con.execute(f"COMMENT ON TABLE {table} IS {_sql_string(text)}")
-        for table, comments in columns.items():
-            for column, text in comments.items():
-                if (table, column) in column_comments and column_comments[(table, column)] != text:
-                    con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_sql_string(text)}")
+    for table, text in tables.items():
+        if table in table_comments and table_comments[table] != text:
+            con.execute(f"COMMENT ON TABLE {table} IS {_sql_string(text)}")
+    for table, comments in columns.items():
+        for column, text in comments.items():
+            if (table, column) in column_comments and column_comments[(table, column)] != text:
+                con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_sql_string(text)}")
 
 
 def _sql_string(text: str) -> str:

@@ -150,7 +150,8 @@ def publish(
     check_published_free(published_path, lock_wait_seconds)
     remove_stale_builds(published_path)
     record_publication(con, published_path, run_id)
-    warehouse.add_comments(con, table_comments(), column_comments())
+    with warehouse.transaction(con):
+        warehouse.add_comments(con, table_comments(), column_comments())
     con.execute("CHECKPOINT")  # everything in the file itself, nothing left in its WAL
     build = staging_path(published_path)
     shutil.copyfile(working_file, build)
