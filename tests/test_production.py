@@ -308,13 +308,23 @@ def test_a_failed_run_delivers_the_alert_mail(deployment: Deployment):
     assert "epäonnistui" in text.lower()  # Finnish: "failed"
 
 
-def event_counts(instance: dg.DagsterInstance) -> dict[str, tuple[dg.DagsterRunStatus, int]]:
-    return {run.run_id: (run.status, len(instance.all_logs(run.run_id))) for run in instance.get_runs()}
+def run_histories(instance: dg.DagsterInstance) -> dict[str, tuple[dg.DagsterRunStatus, list[tuple[int, str]]]]:
+    """Each run's status and its events as (storage id, event type)."""
+    return {
+        run.run_id: (run.status, [(record.storage_id, record.event_log_entry.dagster_event_type)
+                                  for record in instance.get_records_for_run(run.run_id).records])
+        for run in instance.get_runs()
+    }
+
+
+# What a daemon that took a finished run up again would write to it.
+RESTARTED = {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_DEQUEUED, dg.DagsterEventType.RUN_STARTING,
+             dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START}
 
 
 def test_the_instance_survives_a_daemon_restart(deployment: Deployment):
     deployment.wait_until_idle()
-    before = event_counts(deployment.instance)
+    before = run_histories(deployment.instance)
     assert before and all(status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) for status, _ in before.values())
     deployment.restart_daemon()
     # Two runs launched at once from the UI: the queue starts them one after the other.
@@ -323,8 +333,14 @@ def test_the_instance_survives_a_daemon_restart(deployment: Deployment):
         assert deployment.wait_until_finished(run_id).status == dg.DagsterRunStatus.SUCCESS
     records = sorted(deployment.instance.get_run_records(dg.RunsFilter(run_ids=[first, second])), key=lambda r: r.start_time)
     assert records[1].start_time >= records[0].end_time
-    after = event_counts(deployment.instance)
-    assert {run_id: after[run_id] for run_id in before} == before
+    after = run_histories(deployment.instance)
+    # The finished runs kept their status and every event; a finished run's process may
+    # still log its exit after the status is final, but nothing ran any of them again.
+    for run_id, (status, events) in before.items():
+        status_after, events_after = after[run_id]
+        assert status_after == status
+        assert events_after[:len(events)] == events
+        assert not RESTARTED & {event_type for _, event_type in events_after[len(events):]}, events_after[len(events):]
     # The new daemon did not evaluate the 02:00 tick again: it has one run.
     assert len(deployment.scheduled_runs()) == 1
     # The webserver, on the same PostgreSQL instance, lists every run.
