@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from keha_maksatus.config import SATISFACTION
 from keha_maksatus.forecast.tables import TABLE_COMMENTS as FORECAST_TABLE_COMMENTS
@@ -184,42 +185,60 @@ def open_for_people(published_path: Path) -> duckdb.DuckDBPyConnection:
     file, under the published names (kpi.*, quality.*, meta.publication): the KPI tables
     in their people-facing form, and views of the quality tables' shown columns. The
     file is attached once, so everything comes from one snapshot of it."""
+    published_path = Path(published_path)
     con = duckdb.connect(":memory:")
     try:
         con.execute("ATTACH ? AS published_file (READ_ONLY)", [str(published_path)])
-        frames = read_for_people(con, "published_file")
-        for schema in ("kpi", "quality", "meta"):
+        figures, history = _people_frames(con, published_path, "published_file")
+        history_views = [t for t in HISTORY_VIEWS if t in _present(con, "published_file")]
+        for schema in ("kpi", "quality", "meta", *(("history",) if history or history_views else ())):
             con.execute(f"CREATE SCHEMA {schema}")
-        for table, frame in frames.items():
-            con.register("people_frame", frame)
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM people_frame")
-            con.unregister("people_frame")
+        for number, (table, frame) in enumerate({**figures, **history}.items()):
+            # A view of the frame, not a copy: the frames may serve several connections.
+            con.register(f"people_frame_{number}", frame)
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM people_frame_{number}")
         for table, columns in QUALITY_VIEWS.items():
             rows = NEWEST_ROW_ONLY.get(table, "")
             con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM published_file.{table} {rows}")
-        _add_history(con, "published_file")
+        for table in history_views:
+            con.execute(f"CREATE VIEW {table} AS SELECT {HISTORY_VIEWS[table]} FROM published_file.{table}")
     except BaseException:
         con.close()
         raise
     return con
 
 
-def _add_history(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
-    """The history tables of the attached file in their people-facing form, under the
-    same names; those the file lacks (published by an earlier version) are left out."""
-    present = {f"{s}.{t}" for s, t in con.execute(
+# The people-facing frames of the last published file read, by its identity: the report,
+# the dashboards and the exports of one run read the same file one after the other.
+_last_read: dict[tuple, tuple[dict[str, pa.Table], dict[str, pa.Table]]] = {}
+
+
+def _file_identity(path: Path) -> tuple:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _people_frames(con: duckdb.DuckDBPyConnection, path: Path, catalog: str) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """(KPI frames, history frames) people may see of the attached file; read again only
+    when the file is another one (replaced by a publish, or written since)."""
+    identity = _file_identity(path)
+    if identity in _last_read:
+        return _last_read[identity]
+    present = _present(con, catalog)
+    history = {t: con.sql(f"SELECT * FROM {catalog}.{t}").pl() for t in HISTORY_PEOPLE_TABLES if t in present}
+    # As Arrow: a connection reads it as it is, with no conversion per connection.
+    read = tuple({table: frame.to_arrow() for table, frame in frames.items()}
+                 for frames in (read_for_people(con, catalog), history_for_people(history)))
+    if _file_identity(path) == identity:  # not replaced while it was read
+        _last_read.clear()
+        _last_read[identity] = read
+    return read
+
+
+def _present(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
+    """The tables and views of the attached file (one published by an earlier version
+    may lack the history ones)."""
+    return {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [catalog, catalog]
     ).fetchall()}
-    wanted = [t for t in (*HISTORY_PEOPLE_TABLES, *HISTORY_VIEWS) if t in present]
-    if not wanted:
-        return
-    con.execute("CREATE SCHEMA IF NOT EXISTS history")
-    frames = history_for_people({t: con.sql(f"SELECT * FROM {catalog}.{t}").pl() for t in wanted if t in HISTORY_PEOPLE_TABLES})
-    for table, frame in frames.items():
-        con.register("people_frame", frame)
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM people_frame")
-        con.unregister("people_frame")
-    for table in wanted:
-        if table in HISTORY_VIEWS:
-            con.execute(f"CREATE VIEW {table} AS SELECT {HISTORY_VIEWS[table]} FROM {catalog}.{table}")
