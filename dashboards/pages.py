@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
-import plotly.graph_objects as go
+import plotly.io as pio
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
@@ -46,7 +46,7 @@ class Page:
     file_name: str
     title: str
     intro: str
-    figures: tuple[Callable[[duckdb.DuckDBPyConnection], go.Figure], ...]
+    figures: tuple[Callable[[duckdb.DuckDBPyConnection], figures.Figure], ...]
     tables: tuple[Callable[[duckdb.DuckDBPyConnection], figures.TableView], ...] = ()  # below the figures
     reading_note: str = READING_NOTE
 
@@ -92,14 +92,14 @@ PAGES = (
 )
 
 
+def figure_html(fig: figures.Figure, div_id: str) -> str:
+    """A figure's div as plotly writes a graph object's, the dict taken as it is."""
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False}, validate=False)
+
+
 def render_page(page: Page, con: duckdb.DuckDBPyConnection) -> str:
     """One page from a connection to what people may see (disclosure.open_for_people)."""
-    divs = [
-        Markup(make(con).to_html(
-            full_html=False, include_plotlyjs=False, div_id=f"figure-{index}", config={"displaylogo": False}
-        ))
-        for index, make in enumerate(page.figures)
-    ]
+    divs = [Markup(figure_html(make(con), f"figure-{index}")) for index, make in enumerate(page.figures)]
     tables = [make(con) for make in page.tables]
     return render_template(
         "dashboard.html", pages=PAGES, page=page, figures=divs, tables=tables, plotly_js=PLOTLY_JS, reading_note=page.reading_note

@@ -4,10 +4,9 @@ cells as text, never formulas."""
 
 from __future__ import annotations
 
+import functools
 import html
 import re
-
-import jinja2
 
 # Markdown's inline markup: code, emphasis, links and images, HTML and autolinks, table
 # cells, headings, strikethrough, entities. Escaped wherever they stand.
@@ -41,15 +40,20 @@ def plotly_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-_ENVIRONMENT = jinja2.Environment(
-    loader=jinja2.PackageLoader("keha_maksatus.outputs", "templates"),
-    autoescape=True,  # every template here is HTML
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+@functools.cache
+def _environment():
+    # Made (and jinja2 imported) at the first page: the exports use this module without it.
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("keha_maksatus.outputs", "templates"),
+        autoescape=True,  # every template here is HTML
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def render_template(name: str, **context) -> str:
     """An HTML page from keha_maksatus/outputs/templates/, every value autoescaped (mark trusted
     HTML with markupsafe.Markup)."""
-    return _ENVIRONMENT.get_template(name).render(**context)
+    return _environment().get_template(name).render(**context)
