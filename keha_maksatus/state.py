@@ -141,10 +141,11 @@ def claim_key(files: WarehouseFiles, key: bytes) -> None:
 
 def ingested_file_count(files: WarehouseFiles) -> int:
     """Entries of the working state's ingest log (0 when there is no state). Call with
-    the run lock held: it opens the working file."""
+    the run lock held: it opens the working file (as the run's steps do, so that it may
+    while a step of the run in this process holds it open)."""
     if not files.working_file.exists():
         return 0
-    con = duckdb.connect(str(files.working_file), read_only=True)
+    con = duckdb.connect(str(files.working_file))
     try:
         exists = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quality' AND table_name = 'ingest_log'"

@@ -33,6 +33,7 @@ class WarehouseResource(dg.ConfigurableResource):
     _lock: state.RunLock | None = PrivateAttr(default=None)
     _on_workers: bool = PrivateAttr(default=False)
     _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+    _database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @property
     def files(self) -> state.WarehouseFiles:
@@ -64,6 +65,7 @@ class WarehouseResource(dg.ConfigurableResource):
         self._instance = context.instance
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close_working()  # before the lock goes: closing may write the file
         if self._lock:
             self._lock.release()
             self._lock = None
@@ -101,8 +103,27 @@ class WarehouseResource(dg.ConfigurableResource):
         state.claim_key(self.files, key)
         return key, is_demo
 
+    def close_working(self) -> None:
+        """Close the run's open working database (connect), so that another database in
+        this process may attach the file (the as-of build)."""
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the working file. The steps of a run in one process share the
+        open database (each with a connection of its own): opening the file and writing
+        its log into it at each close are paid once per run, not once per step."""
         self.hold_run_lock()
-        with warehouse.open_working(self.work_dir) as con:
+        if self._on_workers:
+            with warehouse.open_working(self.work_dir) as con:
+                yield con
+            return
+        if self._database is None:
+            self._database = warehouse.connect(self.work_dir)
+        con = self._database.cursor()
+        try:
             yield con
+        finally:
+            con.close()

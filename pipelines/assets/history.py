@@ -37,6 +37,7 @@ class AsOfConfig(dg.Config):
 def figures_as_of(context: dg.AssetExecutionContext, config: AsOfConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     date = as_of.parse_as_of(config.as_of)
     warehouse.hold_run_lock()
+    warehouse.close_working()  # the build attaches the working file from a database of its own
     build = as_of.build_as_of(warehouse.published_path, date, warehouse.settings(), out=config.out or None,
                               run_id=context.run_id, landing=warehouse.landing_dir)
     reader = duckdb.connect(str(build.path), read_only=True)
