@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import polars as pl
@@ -112,6 +112,8 @@ class DecisionModel:
     decided: MonthlySeries
     hazards: dict[str, np.ndarray]  # the estimated curve's hazards (no bootstrap), per key of `moments`
     pace: np.ndarray  # relative pace of work in each calendar month (12 multipliers of the hazard)
+    # What future_decisions computed for this model, by horizon (a copy by dataclasses.replace starts empty).
+    cache: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
 
 def fit_decision_model(past: DecisionHistory, rng: np.random.Generator, horizon_days: int = 400,
@@ -181,20 +183,22 @@ def monthly_pace(window, hazard_for, rounds: int = 4, prior: float = 30.0) -> np
     pace = np.ones(12)
     if window is None or window.days <= 0 or window.decisions.sum() == 0:
         return pace
-    month_of_day = np.array([(window.start + dt.timedelta(days=j + 1)).month - 1 for j in range(window.days)])
+    month_of_day = history.month_of_days(window.start, window.days)
     actual = np.bincount(month_of_day, weights=window.decisions, minlength=12)
     groups = set(window.pending["tukimuoto"].to_list()) | set(window.arrivals["tukimuoto"].to_list())
+    pending_of = {key[0]: rows for key, rows in window.pending.partition_by("tukimuoto", as_dict=True).items()}
+    arrivals_of = {key[0]: rows for key, rows in window.arrivals.partition_by("tukimuoto", as_dict=True).items()}
     for _ in range(rounds):
         pace_days = pace[month_of_day]
         expected = np.zeros(window.days)
         for instrument in groups:
             hazard = hazard_for(instrument)
-            rows = window.pending.filter(pl.col("tukimuoto") == instrument)
-            if rows.height:
+            rows = pending_of.get(instrument)
+            if rows is not None and rows.height:
                 density, _ = pending_paths(hazard, rows["age"].to_numpy().astype(np.int64), pace_days)
                 expected += rows["c"].to_numpy() @ density
-            arrived = window.arrivals.filter(pl.col("tukimuoto") == instrument)
-            if arrived.height:
+            arrived = arrivals_of.get(instrument)
+            if arrived is not None and arrived.height:
                 counts = np.zeros(window.days)
                 counts[arrived["day"].to_numpy() - 1] = arrived["c"].to_numpy()
                 paths = arrival_paths(hazard, pace_days)
@@ -231,33 +235,92 @@ class FutureDecisions:
 def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.DataFrame | None = None) -> FutureDecisions:
     """Moments of the decisions between as_of and period_end, summed over instruments."""
     horizon = max(0, (period_end - model.as_of).days)
-    pending = model.pending if pending is None else pending
+    groups = _own_pending(model) if pending is None else _by_instrument(pending)
     replicates = next(iter(model.moments.values())).survival.shape[0]
     zeros = np.zeros(replicates)
     total = FutureDecisions(zeros, zeros, zeros, zeros, zeros, pending_n=zeros, arrivals_n=zeros, arrivals_expected=0.0)
-    instruments = set(pending["tukimuoto"].unique().to_list()) | set(model.arrival_level)
-    pace_days = pace_of_days(model, horizon)
-    for instrument in sorted(instruments):
-        moments = curve_for(model, instrument)
-        hazard = hazard_for(model, instrument)
-        rows = pending.filter(pl.col("tukimuoto") == instrument)
-        ages, counts = rows["age"].to_numpy().astype(np.int64), rows["c"].to_numpy().astype(np.float64)
-        p, m1, m2, _ = _with_pace(moments.between(ages, ages + horizon), *_pending_moments(hazard, ages, pace_days))
+    for instrument in sorted(set(groups) | set(model.arrival_level)):
+        ages, counts = groups.get(instrument, (np.zeros(0, dtype=np.int64), np.zeros(0)))
+        p, m1, m2 = _pending_part(model, instrument, horizon, ages)
         total = total + FutureDecisions(*_sums(p, m1, m2, counts, binomial=True), pending_n=(p * counts).sum(axis=1),
                                         arrivals_n=zeros, arrivals_expected=0.0)
-        rate = history.expected_daily(model.arrival_level.get(instrument, 0.0), model.profile, model.as_of, horizon)
-        # An application arriving on day j (1..H) after as_of counts if decided within H - j days.
-        latest = np.arange(horizon - 1, -1, -1, dtype=np.int64)
-        q, k1, k2, _ = _with_pace(moments.between(np.full_like(latest, -1), latest), *_arrival_moments(hazard, pace_days))
-        total = total + FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), pending_n=zeros,
-                                        arrivals_n=(q * rate).sum(axis=1), arrivals_expected=float(rate.sum()))
+        total = total + _arrivals_part(model, instrument, horizon)
     return total
+
+
+def _by_instrument(pending: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Ages and counts of each instrument's rows of `pending` (tukimuoto, age, c), in its order."""
+    return {key[0]: (rows["age"].to_numpy().astype(np.int64), rows["c"].to_numpy().astype(np.float64))
+            for key, rows in pending.partition_by("tukimuoto", as_dict=True).items()} if pending.height else {}
+
+
+def _own_pending(model: DecisionModel) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return _cached(model, ("pending",), lambda: _by_instrument(model.pending))
+
+
+def _cached(model: DecisionModel, key: tuple, compute):
+    if key not in model.cache:
+        model.cache[key] = compute()
+    return model.cache[key]
+
+
+def _pending_part(model: DecisionModel, instrument: str, horizon: int, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(decided by the horizon), E[T; in], E[T^2; in] (replicates x ages) of applications
+    pending at `ages`. Each age's column depends on that age alone, so the model's own
+    pending ages are computed once per horizon and a what-if's (some of the same) looked up."""
+    def own_moments():
+        own = _own_pending(model).get(instrument, (np.zeros(0, dtype=np.int64),))[0]
+        return own, np.argsort(own, kind="stable"), *_pending_moments_at(model, instrument, horizon, own)
+
+    own, order, p, m1, m2 = _cached(model, ("pending", instrument, horizon), own_moments)
+    if len(own):
+        at = order[np.minimum(np.searchsorted(own, ages, sorter=order), len(own) - 1)]
+        if np.array_equal(own[at], ages):
+            return p[:, at], m1[:, at], m2[:, at]
+    return _pending_moments_at(model, instrument, horizon, ages)
+
+
+def _pending_moments_at(model: DecisionModel, instrument: str, horizon: int, ages: np.ndarray):
+    pace_days = _cached(model, ("pace", horizon), lambda: pace_of_days(model, horizon))
+    p, m1, m2, _ = _with_pace(curve_for(model, instrument).between(ages, ages + horizon),
+                              *_pending_moments(hazard_for(model, instrument), ages, pace_days))
+    return p, m1, m2
+
+
+def _arrivals_part(model: DecisionModel, instrument: str, horizon: int) -> FutureDecisions:
+    """The decisions of the applications still to arrive (they do not depend on what is pending)."""
+    def compute():
+        zeros = np.zeros(next(iter(model.moments.values())).survival.shape[0])
+        pace_days = _cached(model, ("pace", horizon), lambda: pace_of_days(model, horizon))
+        rate = history.expected_daily(model.arrival_level.get(instrument, 0.0), model.profile, model.as_of, horizon)
+        q, k1, k2, _ = _with_pace(_arrival_replicates(model, instrument, horizon),
+                                  *_arrival_moments(hazard_for(model, instrument), pace_days))
+        return FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), pending_n=zeros,
+                               arrivals_n=(q * rate).sum(axis=1), arrivals_expected=float(rate.sum()))
+
+    return _cached(model, ("arrivals", instrument, horizon), compute)
+
+
+def _arrival_replicates(model: DecisionModel, instrument: str, horizon: int):
+    """The curve's moments for an application arriving on day j (1..H) after as_of, which
+    counts if decided within H - j days. The columns for H are the last H of those for the
+    longest span the curve covers, computed once."""
+    moments = curve_for(model, instrument)
+    longest = moments.survival.shape[1] - 1
+    if horizon > longest:
+        latest = np.arange(horizon - 1, -1, -1, dtype=np.int64)
+        return moments.between(np.full_like(latest, -1), latest)
+
+    def every_day():
+        latest = np.arange(longest - 1, -1, -1, dtype=np.int64)
+        return moments.between(np.full_like(latest, -1), latest)
+
+    return tuple(m[:, longest - horizon:] for m in _cached(model, ("arrival replicates", instrument), every_day))
 
 
 def pace_of_days(model: DecisionModel, days: int) -> np.ndarray:
     """The pace of work on each of the next `days` days after as_of."""
-    months = np.array([(model.as_of + dt.timedelta(days=j + 1)).month - 1 for j in range(days)], dtype=np.int64)
-    return model.pace[months] if days else np.zeros(0)
+    return model.pace[history.month_of_days(model.as_of, days)] if days else np.zeros(0)
 
 
 def hazard_for(model: DecisionModel, instrument: str) -> np.ndarray:

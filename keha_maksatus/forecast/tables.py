@@ -145,7 +145,7 @@ class Nowcaster:
                  seed: int = SEED, draws: int = DRAWS):
         self.seed, self.draws = seed, draws
         self.decisions_as_of, self.feedback_as_of = decisions_as_of, feedback_as_of
-        self.model, self.decided, self._outlooks = None, None, {}
+        self.model, self.decided, self._outlooks, self._pending = None, None, {}, None
         if decisions_as_of is not None:
             past = history.read_decision_history(con, decisions_as_of)
             self.decided = past.decided
@@ -157,6 +157,20 @@ class Nowcaster:
         # One stream per question, so that asking another question changes no answer; a
         # what-if asks the same question as its baseline (common random numbers).
         return np.random.default_rng([self.seed, zlib.crc32("|".join(map(str, keys)).encode())])
+
+    def pending_applications(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        """The applications pending at decisions_as_of (hakemus_id, tukimuoto, yksikko, saapunut),
+        oldest first (by saapunut, then hakemus_id); read once for pending_at_risk and what_if_rows."""
+        if self._pending is None:
+            self._pending = con.sql(
+                """
+                SELECT hakemus_id, tukimuoto, yksikko, saapunut FROM core.decisions
+                WHERE saapunut <= $as_of::DATE AND (paatetty IS NULL OR paatetty > $as_of::DATE)
+                ORDER BY saapunut, hakemus_id
+                """,
+                params={"as_of": self.decisions_as_of},
+            ).pl()
+        return self._pending
 
     def as_of(self, indicator: str) -> dt.date | None:
         return self.decisions_as_of if indicator == PROCESSING_TIME else self.feedback_as_of
@@ -267,21 +281,16 @@ def pending_at_risk(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster) -> pl.
         }))
     if not risks:
         return pl.DataFrame(schema=PENDING_SCHEMA)
-    con.register("risk_frame", pl.concat(risks))
-    try:
-        return con.sql(
-            """
-            SELECT $as_of::DATE AS as_of, $label AS period_label, $end::DATE AS period_end, d.hakemus_id, d.tukimuoto,
-                   d.yksikko, d.saapunut, r.age_days, r.probability_after_period_end, r.probability_over_30_days,
-                   r.expected_days, r.expected_effect_days
-            FROM core.decisions d JOIN risk_frame r ON r.tukimuoto = d.tukimuoto AND r.age_days = ($as_of::DATE - d.saapunut)
-            WHERE d.saapunut <= $as_of::DATE AND (d.paatetty IS NULL OR d.paatetty > $as_of::DATE)
-            ORDER BY r.expected_effect_days DESC, d.saapunut, d.hakemus_id
-            """,
-            params={"as_of": as_of, "label": label, "end": end},
-        ).pl()
-    finally:
-        con.unregister("risk_frame")
+    # The applications come oldest first (saapunut, hakemus_id): a stable sort by the effect
+    # alone orders them by effect (largest first), saapunut and hakemus_id.
+    applications = nowcaster.pending_applications(con).with_columns(age_days=(pl.lit(as_of) - pl.col("saapunut")).dt.total_days())
+    return (
+        applications.join(pl.concat(risks), on=["tukimuoto", "age_days"], maintain_order="left")
+        .sort("expected_effect_days", descending=True, maintain_order=True)
+        .select(pl.lit(as_of).alias("as_of"), pl.lit(label).alias("period_label"), pl.lit(end).alias("period_end"),
+                *(pl.col(c) for c in list(PENDING_SCHEMA)[3:]))
+        .cast(PENDING_SCHEMA)
+    )
 
 
 def what_if_rows(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster, settings: Settings) -> list[dict]:
@@ -295,14 +304,8 @@ def what_if_rows(con: duckdb.DuckDBPyConnection, nowcaster: Nowcaster, settings:
     if outlook is None:
         return []
     baseline = outlook.quantiles()[0.5]
-    oldest = con.sql(
-        """
-        SELECT tukimuoto, ($as_of::DATE - saapunut)::BIGINT AS age FROM core.decisions
-        WHERE saapunut <= $as_of::DATE AND (paatetty IS NULL OR paatetty > $as_of::DATE)
-        ORDER BY saapunut, hakemus_id LIMIT $most
-        """,
-        params={"as_of": as_of, "most": WHAT_IF_OLDEST[-1]},
-    ).pl()
+    oldest = nowcaster.pending_applications(con).head(WHAT_IF_OLDEST[-1]).select(
+        "tukimuoto", age=(pl.lit(as_of) - pl.col("saapunut")).dt.total_days())
     counts = sorted({n for n in WHAT_IF_OLDEST if n <= oldest.height} | ({oldest.height} if 0 < oldest.height < WHAT_IF_OLDEST[-1] else set()))
     # A week before the period's end or later, "by then" is as good as "by the end".
     dates = sorted({as_of + dt.timedelta(days=d) for d in WHAT_IF_DAYS if as_of + dt.timedelta(days=d) < end - dt.timedelta(days=7)} | {end})
@@ -327,14 +330,16 @@ def expected_days_if_decided_by(model: nowcast.DecisionModel, moved: pl.DataFram
     that comes sooner (at the monthly pace of work), else that day."""
     total = 0.0
     pace_days = nowcast.pace_of_days(model, days_left)
-    for (instrument,), group in moved.group_by("tukimuoto"):
+    for (instrument,), group in moved.group_by("tukimuoto", maintain_order=True):
         ages = group["age"].to_numpy().astype(np.int64)
         if days_left <= 0:
             total += float(ages.sum())
             continue
-        density, days = nowcast.pending_paths(nowcast.hazard_for(model, instrument), ages, pace_days)
+        # Each application's paths depend on its age alone: computed once per age.
+        distinct, index = np.unique(ages, return_inverse=True)
+        density, days = nowcast.pending_paths(nowcast.hazard_for(model, instrument), distinct, pace_days)
         sooner = (density * days).sum(axis=1)
-        total += float((sooner + (1 - density.sum(axis=1)) * (ages + days_left)).sum())
+        total += float((sooner + (1 - density.sum(axis=1)) * (distinct + days_left))[index].sum())
     return total
 
 
