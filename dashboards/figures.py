@@ -529,7 +529,7 @@ def backlog_by_age(con: duckdb.DuckDBPyConnection) -> Figure:
         add_trace(fig, "bar", x=part["age_band"], y=part["n"], name=plotly_text(instrument), text=[fi.number(n) for n in part["n"]],
                   textposition="inside", insidetextanchor="middle", textfont=dict(size=9),
                   hovertemplate="%{x}: %{y} hakemusta<extra>%{fullData.name}</extra>")
-    totals = rows.group_by("age_band").agg(pl.col("n").sum())
+    totals = rows.group_by("age_band", maintain_order=True).agg(pl.col("n").sum())
     add_annotations(fig, *[
         dict(x=band, y=total, text=f"yhteensä {fi.number(total)}", showarrow=False, yanchor="bottom", font=dict(size=11))
         for band, total in totals.iter_rows()
@@ -550,7 +550,7 @@ def backlog_indicators(con: duckdb.DuckDBPyConnection) -> Figure:
 
 
 def rejections_by_rule(con: duckdb.DuckDBPyConnection) -> Figure:
-    rows = con.sql("SELECT rule, count(DISTINCT (file_id, line)) AS n FROM quality.quarantine GROUP BY 1 ORDER BY n").pl()
+    rows = con.sql("SELECT rule, count(DISTINCT (file_id, line)) AS n FROM quality.quarantine GROUP BY 1 ORDER BY n, rule").pl()
     title = "Hylätyt rivit säännöittäin"
     if rows.height == 0:
         return no_data(title, "Ei hylättyjä rivejä")
