@@ -191,7 +191,7 @@ def monthly_pace(window, hazard_for, rounds: int = 4, prior: float = 30.0) -> np
     for _ in range(rounds):
         pace_days = pace[month_of_day]
         expected = np.zeros(window.days)
-        for instrument in groups:
+        for instrument in sorted(groups):  # a fixed order of summation: the same data, the same bits
             hazard = hazard_for(instrument)
             rows = pending_of.get(instrument)
             if rows is not None and rows.height:
