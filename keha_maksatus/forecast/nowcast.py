@@ -236,8 +236,7 @@ def future_decisions(model: DecisionModel, period_end: dt.date, pending: pl.Data
     """Moments of the decisions between as_of and period_end, summed over instruments."""
     horizon = max(0, (period_end - model.as_of).days)
     groups = _own_pending(model) if pending is None else _by_instrument(pending)
-    replicates = next(iter(model.moments.values())).survival.shape[0]
-    zeros = np.zeros(replicates)
+    zeros = np.zeros(_replicates(model))
     total = FutureDecisions(zeros, zeros, zeros, zeros, zeros, pending_n=zeros, arrivals_n=zeros, arrivals_expected=0.0)
     for instrument in sorted(set(groups) | set(model.arrival_level)):
         ages, counts = groups.get(instrument, (np.zeros(0, dtype=np.int64), np.zeros(0)))
@@ -264,6 +263,15 @@ def _cached(model: DecisionModel, key: tuple, compute):
     return model.cache[key]
 
 
+def _replicates(model: DecisionModel) -> int:
+    """The bootstrap replicates of the model's curves (row 0 the estimate)."""
+    return next(iter(model.moments.values())).survival.shape[0]
+
+
+def _pace_days(model: DecisionModel, horizon: int) -> np.ndarray:
+    return _cached(model, ("pace", horizon), lambda: pace_of_days(model, horizon))
+
+
 def _pending_part(model: DecisionModel, instrument: str, horizon: int, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """P(decided by the horizon), E[T; in], E[T^2; in] (replicates x ages) of applications
     pending at `ages`. Each age's column depends on that age alone, so the model's own
@@ -281,20 +289,18 @@ def _pending_part(model: DecisionModel, instrument: str, horizon: int, ages: np.
 
 
 def _pending_moments_at(model: DecisionModel, instrument: str, horizon: int, ages: np.ndarray):
-    pace_days = _cached(model, ("pace", horizon), lambda: pace_of_days(model, horizon))
     p, m1, m2, _ = _with_pace(curve_for(model, instrument).between(ages, ages + horizon),
-                              *_pending_moments(hazard_for(model, instrument), ages, pace_days))
+                              *_pending_moments(hazard_for(model, instrument), ages, _pace_days(model, horizon)))
     return p, m1, m2
 
 
 def _arrivals_part(model: DecisionModel, instrument: str, horizon: int) -> FutureDecisions:
     """The decisions of the applications still to arrive (they do not depend on what is pending)."""
     def compute():
-        zeros = np.zeros(next(iter(model.moments.values())).survival.shape[0])
-        pace_days = _cached(model, ("pace", horizon), lambda: pace_of_days(model, horizon))
+        zeros = np.zeros(_replicates(model))
         rate = history.expected_daily(model.arrival_level.get(instrument, 0.0), model.profile, model.as_of, horizon)
         q, k1, k2, _ = _with_pace(_arrival_replicates(model, instrument, horizon),
-                                  *_arrival_moments(hazard_for(model, instrument), pace_days))
+                                  *_arrival_moments(hazard_for(model, instrument), _pace_days(model, horizon)))
         return FutureDecisions(*_sums(q, k1, k2, rate, binomial=False), pending_n=zeros,
                                arrivals_n=(q * rate).sum(axis=1), arrivals_expected=float(rate.sum()))
 

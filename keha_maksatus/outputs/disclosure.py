@@ -189,8 +189,9 @@ def open_for_people(published_path: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     try:
         con.execute("ATTACH ? AS published_file (READ_ONLY)", [str(published_path)])
-        figures, history = _people_frames(con, published_path, "published_file")
-        history_views = [t for t in HISTORY_VIEWS if t in _present(con, "published_file")]
+        present = _present(con, "published_file")
+        figures, history = _people_frames(con, published_path, "published_file", present)
+        history_views = [t for t in HISTORY_VIEWS if t in present]
         for schema in ("kpi", "quality", "meta", *(("history",) if history or history_views else ())):
             con.execute(f"CREATE SCHEMA {schema}")
         for number, (table, frame) in enumerate({**figures, **history}.items()):
@@ -218,13 +219,15 @@ def _file_identity(path: Path) -> tuple:
     return str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _people_frames(con: duckdb.DuckDBPyConnection, path: Path, catalog: str) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
-    """(KPI frames, history frames) people may see of the attached file; read again only
-    when the file is another one (replaced by a publish, or written since)."""
+def _people_frames(
+    con: duckdb.DuckDBPyConnection, path: Path, catalog: str, present: set[str]
+) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """(KPI frames, history frames) people may see of the attached file (`present`: its
+    tables and views); read again only when the file is another one (replaced by a
+    publish, or written since)."""
     identity = _file_identity(path)
     if identity in _last_read:
         return _last_read[identity]
-    present = _present(con, catalog)
     history = {t: con.sql(f"SELECT * FROM {catalog}.{t}").pl() for t in HISTORY_PEOPLE_TABLES if t in present}
     # As Arrow: a connection reads it as it is, with no conversion per connection.
     read = tuple({table: frame.to_arrow() for table, frame in frames.items()}
